@@ -63,7 +63,8 @@ def parse_timestamps(values: pd.Series) -> np.ndarray:
     Epoch values larger than 1e11 are taken to be milliseconds.
     """
     text = clean_text(values)
-    if numeric_share(text.dropna()) > 0.95:
+    present = text.dropna()
+    if numeric_share(present if len(present) <= 20_000 else present.sample(20_000, random_state=0)) > 0.95:
         numbers = to_float(text)
         finite = numbers[np.isfinite(numbers)]
         if len(finite) and np.nanmedian(finite) > 1e11:
@@ -216,8 +217,8 @@ class Dataset:
                items, item_id_column, user_roles, item_roles, bucket_ages, report, name) -> "Dataset":
         users_table, user_ids = _align_side_table(users, user_id_column, user_text, "user", report)
         items_table, item_ids = _align_side_table(items, item_id_column, item_text, "item", report)
-        user_lookup = pd.Index(user_ids)
-        item_lookup = pd.Index(item_ids)
+        user_lookup = pd.Index(user_ids, dtype=object)
+        item_lookup = pd.Index(item_ids, dtype=object)
         user_index = user_lookup.get_indexer(user_text).astype(np.int32)
         item_index = item_lookup.get_indexer(item_text).astype(np.int32)
 
@@ -315,11 +316,11 @@ class Dataset:
 
     @cached_property
     def _user_lookup(self) -> pd.Index:
-        return pd.Index(self.user_ids)
+        return pd.Index(self.user_ids, dtype=object)
 
     @cached_property
     def _item_lookup(self) -> pd.Index:
-        return pd.Index(self.item_ids)
+        return pd.Index(self.item_ids, dtype=object)
 
     def user_indices(self, ids: Iterable) -> np.ndarray:
         """Indices (int32) of external user ids; ``KeyError`` names any unknown id."""
@@ -576,12 +577,12 @@ def _align_side_table(frame: pd.DataFrame | None, id_column: str | None, interac
     keep = ~missing & ~duplicated
     table = frame.loc[keep].drop(columns=[id_column]).reset_index(drop=True)
     table_ids = ids[keep].to_numpy(dtype=object)
-    extra = seen_ids[~pd.Index(seen_ids).isin(table_ids)]
+    extra = seen_ids[~pd.Index(seen_ids, dtype=object).isin(table_ids)]
     if len(extra):
         report.warn(f"{len(extra):,} {kind}(s) in the interactions have no row in the {kind} table; "
                     f"their attributes count as unknown (e.g. {', '.join(map(repr, extra[:3]))}).",
                     file=source, column=id_column)
-    inactive = int((~pd.Index(table_ids).isin(seen_ids)).sum())
+    inactive = int((~pd.Index(table_ids, dtype=object).isin(seen_ids)).sum())
     if inactive:
         what = "cold users: no interactions yet" if kind == "user" else "cold items: never interacted with"
         report.warn(f"{inactive:,} {kind}(s) in the {kind} table have no interactions; they are kept ({what}).",

@@ -119,8 +119,9 @@ def numeric_share(values: pd.Series) -> float:
     text = _as_text(values)
     if len(text) == 0:
         return 0.0
-    parsed = pd.to_numeric(text, errors="coerce")
-    return float(np.isfinite(parsed.to_numpy(dtype=float, na_value=np.nan)).mean())
+    from .features import to_float
+
+    return float(np.isfinite(to_float(text)).mean())
 
 
 def infer_column_role(name: str, values: pd.Series, kind: str = "user") -> str:
@@ -158,7 +159,7 @@ def infer_column_role(name: str, values: pd.Series, kind: str = "user") -> str:
         if _AGE_NAME.search(normalised):
             return "age"
         numbers = pd.to_numeric(text, errors="coerce").dropna()
-        integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0))
+        integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0))  # a sample of <= 20k
         # Small integer codes (occupation 0-20, region 1-9) are categories, not quantities.
         if integral and n_unique <= 25 and not re.search(r"(count|num|amount|price|income|size|year|score)",
                                                          normalised):

@@ -1,0 +1,53 @@
+"""Helpers shared by the benchmark scripts: machine description and child-process measurement."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "_data"
+
+
+def machine() -> str:
+    """One line naming the CPU, cores, memory and versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as file:
+            kb = int(next(line.split()[1] for line in file if line.startswith("MemTotal")))
+            memory = f", {kb / 1024**2:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        pass
+    import numpy, pandas, torch  # noqa: E401
+
+    return (f"{cpu}, {os.cpu_count()} cores{memory}; Python {platform.python_version()}, numpy {numpy.__version__}, "
+            f"pandas {pandas.__version__}, torch {torch.__version__}; {date.today().isoformat()}")
+
+
+def run_child(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it must print one JSON line. Adds ``peak_rss_mb``."""
+    wrapper = (
+        "import json, resource, sys, time\n"
+        f"{code}\n"
+        "result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(result))\n"
+    )
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if output.returncode != 0:
+        raise RuntimeError(output.stderr[-3000:])
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - started
+    return result
