@@ -73,8 +73,9 @@ def parse_timestamps(values: pd.Series) -> np.ndarray:
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     if parsed.isna().mean() > 0.5 * text.isna().mean() + 0.01 and parsed.isna().sum() > text.isna().sum():
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    seconds = np.array(parsed.astype("int64").to_numpy(), dtype=np.float64) / 1e9
-    seconds[parsed.isna().to_numpy()] = np.nan
+    # Subtracting the epoch is independent of the datetime unit (pandas 3 may store microseconds).
+    elapsed = parsed - pd.Timestamp("1970-01-01", tz="UTC")
+    seconds = np.array(elapsed.dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
     return seconds
 
 
@@ -177,7 +178,7 @@ class Dataset:
         if has_ratings:
             ratings = to_float(clean_text(interactions[mapping.rating]))
             empty = clean_text(interactions[mapping.rating]).isna().to_numpy()
-            bad = ~np.isfinite(ratings)
+            bad = ~np.isfinite(ratings) | (np.abs(np.nan_to_num(ratings)) > 1e30)  # must fit float32
             for what, mask in (("empty", bad & empty), ("not a finite number", bad & ~empty)):
                 if mask.any():
                     report.warn(f"{mask.sum():,} rating(s) are {what}; those rows were dropped.",

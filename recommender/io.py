@@ -144,7 +144,12 @@ def _decode_check(data: bytes, name: str, encoding: str | None) -> bytes:
 
 def sniff_delimiter(header: str) -> str:
     """Guess the delimiter from the header line: the candidate that splits it most often."""
-    counts = {d: len(next(csv.reader([header], delimiter=d))) - 1 for d in _DELIMITERS}
+    counts = {}
+    for d in _DELIMITERS:
+        try:
+            counts[d] = len(next(csv.reader([header], delimiter=d))) - 1
+        except csv.Error:
+            counts[d] = 0
     best = max(_DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
 
@@ -245,7 +250,11 @@ def _read_csv(data: bytes, name: str, sep: str | None, quoting: bool,
         sep = "\t" if name.lower().endswith((".tsv", ".tab")) else sniff_delimiter(first_line)
     if header is None:
         quote = '"' if quoting else "\x00"
-        columns = [c.strip() for c in next(csv.reader([first_line], delimiter=sep, quotechar=quote))]
+        try:
+            columns = [c.strip() for c in next(csv.reader([first_line], delimiter=sep, quotechar=quote))]
+        except csv.Error as exc:
+            raise DataError(Problem(f"the header line (line 1) cannot be read ({exc}).", file=name, rows=(1,),
+                                    fix="Make line 1 a plain list of column names.")) from None
         columns = [c or f"unnamed_{i + 1}" for i, c in enumerate(columns)]
         _check_columns(columns, name)
         skip = 1

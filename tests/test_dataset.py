@@ -222,3 +222,11 @@ def test_sample_data_loads_cleanly():
     assert not dataset.report.errors
     assert dataset.item_label_column == "title"
     assert dataset.user_roles["age"] == "age"
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T00:00:00", "2024-01-01", "2024-01-01 00:00:00+00:00", "1704067200",
+                                  "1704067200000"])
+def test_timestamps_are_unix_seconds_whatever_the_spelling(text):
+    from recommender.dataset import parse_timestamps
+
+    assert parse_timestamps(pd.Series([text, text], dtype="string"))[0] == 1704067200.0
