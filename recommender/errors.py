@@ -123,5 +123,6 @@ class Report:
         return [p for p in self.problems if p.severity == "warning"]
 
     def raise_if_errors(self) -> None:
+        """Raise one DataError listing every error, then the warnings that explain them (dropped rows)."""
         if self.errors:
-            raise DataError(self.errors)
+            raise DataError(self.errors + self.warnings)
