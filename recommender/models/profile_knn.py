@@ -1,0 +1,159 @@
+"""Nearest neighbours by profile: recommend what similar people picked.
+
+Similarity of two people is the cosine of their static profile features, plus (weighted by
+:attr:`ProfileKNNRecommender.behaviour_weight`) the cosine of their category shares when the
+person has a history. A person's score for an item is the similarity-weighted share of their
+``k`` nearest neighbours who interacted with it, plus a little popularity to break ties.
+
+Neighbours are found by exact dense matrix products in chunks sized so that one chunk's
+similarity block stays near :data:`_BLOCK_FLOATS` floats (about 80 MB), which handles
+100,000 users without an index structure.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..dataset import Dataset
+from .base import Callback, Recommender, register
+
+logger = logging.getLogger(__name__)
+
+#: Entries of one (queries x neighbours) similarity block.
+_BLOCK_FLOATS = 20_000_000
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1).astype(np.float32)
+
+
+def _share_columns(dataset: Dataset) -> np.ndarray:
+    """Positions of the ``share:<category>`` columns of the behaviour features."""
+    names = dataset.behaviour_encoder.feature_names
+    return np.asarray([i for i, name in enumerate(names) if name.startswith("share:")], dtype=np.int64)
+
+
+@register
+class ProfileKNNRecommender(Recommender):
+    """User-kNN where neighbours are found by profile (and taste profile), not by co-ratings.
+
+    Parameters
+    ----------
+    k : int, default 50
+        Number of neighbours.
+    behaviour_weight : float, default 1.0
+        Weight of the category-share cosine next to the static-profile cosine (0: static only).
+        Used for people who have a history.
+    popularity_weight : float, default 0.001
+        Global popularity (scaled to 0..1) added to break ties between items no neighbour picked.
+    """
+
+    name = "profile_knn"
+    uses_profile = True
+
+    def __init__(self, k: int = 50, behaviour_weight: float = 1.0, popularity_weight: float = 0.001) -> None:
+        self.k = k
+        self.behaviour_weight = behaviour_weight
+        self.popularity_weight = popularity_weight
+
+    def _fit(self, dataset: Dataset, callback: Callback | None) -> None:
+        if int(self.k) < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.behaviour_weight < 0 or self.popularity_weight < 0:
+            raise ValueError("behaviour_weight and popularity_weight must not be negative")
+        counts = np.bincount(dataset.item_index, minlength=dataset.n_items).astype(np.float32)
+        self._popularity = counts / max(float(counts.max(initial=0.0)), 1.0)
+        self._prepare(dataset)
+        if dataset.user_features.shape[1] == 0:
+            logger.warning("profile kNN: the data has no profile columns; neighbours come from category shares "
+                           "only (popularity where there are none)")
+        if callback is not None:
+            callback(0, {}, {})
+
+    def _prepare(self, dataset: Dataset) -> None:
+        """Neighbour pool (users with a history) and their unit feature vectors."""
+        binary = dataset.matrix.copy()
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        self._pool = np.flatnonzero(np.diff(binary.indptr) > 0).astype(np.int32)
+        self._pool_items = binary[self._pool]
+        self._shares = _share_columns(dataset)
+        self._static = _unit_rows(dataset.user_features)
+        self._taste = _unit_rows(dataset.behaviour_features[:, self._shares])
+        # Pool vectors as columns, so one product gives static + weighted taste similarity.
+        self._pool_columns = np.ascontiguousarray(
+            np.hstack([self._static[self._pool], self._taste[self._pool]]).T, dtype=np.float32)
+
+    # ------------------------------------------------------------------ scoring
+    def _neighbour_scores(self, static: np.ndarray, taste: np.ndarray, has_history: np.ndarray,
+                          self_index: np.ndarray | None) -> np.ndarray:
+        """Scores from the ``k`` most similar pool users.
+
+        Parameters
+        ----------
+        static : ndarray of float32, shape (n, P)
+            Unit static profile rows.
+        taste : ndarray of float32, shape (n, C)
+            Unit category-share rows.
+        has_history : ndarray of bool, shape (n,)
+        self_index : ndarray of int, shape (n,), optional
+            Training index of each query, so a user is never their own neighbour.
+        """
+        n_rows, n_items = static.shape[0], self._popularity.shape[0]
+        scores = np.tile(self.popularity_weight * self._popularity, (n_rows, 1)).astype(np.float32)
+        n_pool = len(self._pool)
+        if n_pool == 0 or n_rows == 0:
+            return scores
+        k = min(int(self.k), n_pool)
+        chunk = max(1, _BLOCK_FLOATS // n_pool)
+        weight = np.where(has_history, np.float32(self.behaviour_weight), np.float32(0.0)).astype(np.float32)
+        queries = np.hstack([static, weight[:, None] * taste]).astype(np.float32)
+        for start in range(0, n_rows, chunk):
+            stop = min(start + chunk, n_rows)
+            similarity = queries[start:stop] @ self._pool_columns
+            if self_index is not None:
+                # Never one's own neighbour: the pool position of each query (if it is in the pool).
+                position = np.searchsorted(self._pool, self_index[start:stop])
+                position = np.minimum(position, n_pool - 1)
+                own = self._pool[position] == self_index[start:stop]
+                similarity[np.flatnonzero(own), position[own]] = -np.inf
+            if k < n_pool:
+                neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
+            else:
+                neighbours = np.tile(np.arange(n_pool), (stop - start, 1))
+            weights = np.take_along_axis(similarity, neighbours, axis=1)
+            weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
+            totals = weights.sum(axis=1, keepdims=True)
+            weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
+            rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
+            mixing = sp.csr_matrix((weights.ravel(), (rows, neighbours.ravel())), shape=(stop - start, n_pool))
+            scores[start:stop] += (mixing @ self._pool_items).toarray()
+        return scores
+
+    def score_users(self, user_index: np.ndarray) -> np.ndarray:
+        user_index = np.asarray(user_index, dtype=np.int64)
+        has_history = np.diff(self.dataset.matrix.indptr)[user_index] > 0
+        return self._neighbour_scores(self._static[user_index], self._taste[user_index], has_history, user_index)
+
+    def score_new_users(self, static: np.ndarray, behaviour: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        has_history = np.diff(history.indptr) > 0
+        return self._neighbour_scores(_unit_rows(static), _unit_rows(behaviour[:, self._shares]), has_history, None)
+
+    def item_similarity(self, item_index: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("profile kNN compares people, not items")
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {}, {"popularity": self._popularity}
+
+    def _set_state(self, config: dict, arrays: Mapping[str, np.ndarray]) -> None:
+        popularity = np.asarray(arrays["popularity"], dtype=np.float32)
+        if popularity.shape != (self.dataset.n_items,):
+            raise ValueError(f"popularity has shape {popularity.shape}, expected ({self.dataset.n_items},)")
+        self._popularity = popularity
+        self._prepare(self.dataset)
