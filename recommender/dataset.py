@@ -216,12 +216,13 @@ class Dataset:
     @classmethod
     def _build(cls, user_text, item_text, ratings, timestamps, has_ratings, users, user_id_column,
                items, item_id_column, user_roles, item_roles, bucket_ages, report, name) -> "Dataset":
-        users_table, user_ids = _align_side_table(users, user_id_column, user_text, "user", report)
-        items_table, item_ids = _align_side_table(items, item_id_column, item_text, "item", report)
-        user_lookup = pd.Index(user_ids, dtype=object)
-        item_lookup = pd.Index(item_ids, dtype=object)
-        user_index = user_lookup.get_indexer(user_text).astype(np.int32)
-        item_index = item_lookup.get_indexer(item_text).astype(np.int32)
+        # One hashing pass over the interactions per side; the rest works on the distinct ids.
+        user_codes, seen_users = pd.factorize(user_text)
+        item_codes, seen_items = pd.factorize(item_text)
+        users_table, user_ids = _align_side_table(users, user_id_column, seen_users, "user", report)
+        items_table, item_ids = _align_side_table(items, item_id_column, seen_items, "item", report)
+        user_index = pd.Index(user_ids, dtype=object).get_indexer(seen_users).astype(np.int32)[user_codes]
+        item_index = pd.Index(item_ids, dtype=object).get_indexer(seen_items).astype(np.int32)[item_codes]
 
         user_index, item_index, weights, timestamps = _deduplicate(
             user_index, item_index, ratings, timestamps, has_ratings, len(item_ids), report)
@@ -557,10 +558,13 @@ def _check_side_table(frame: pd.DataFrame | None, id_column: str | None, kind: s
     return frame, id_column
 
 
-def _align_side_table(frame: pd.DataFrame | None, id_column: str | None, interaction_ids: np.ndarray,
+def _align_side_table(frame: pd.DataFrame | None, id_column: str | None, seen_ids: np.ndarray,
                       kind: str, report: Report) -> tuple[pd.DataFrame, np.ndarray]:
-    """The id order (table rows first, then ids only seen in interactions) and the aligned table."""
-    seen_ids = pd.unique(interaction_ids)
+    """The id order (table rows first, then ids only seen in interactions) and the aligned table.
+
+    ``seen_ids`` are the distinct ids of the interactions, in order of first appearance.
+    """
+    seen_ids = np.asarray(seen_ids, dtype=object)
     if frame is None:
         return pd.DataFrame(index=pd.RangeIndex(len(seen_ids))), seen_ids
     source = frame.attrs.get("source", f"{kind}s")
