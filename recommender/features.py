@@ -62,6 +62,17 @@ def to_float(values) -> np.ndarray:
     return numbers
 
 
+def _cached_index(encoder, attribute: str) -> pd.Index:
+    """A lookup index over a fitted list attribute, built once per encoder (kept out of to_dict)."""
+    key = f"_index_{attribute}"
+    if key not in encoder.__dict__:
+        encoder.__dict__[key] = pd.Index(getattr(encoder, attribute), dtype=object)
+    return encoder.__dict__[key]
+
+
+_AGE_BAND_INDEX = pd.Index(AGE_BAND_NAMES, dtype=object)
+
+
 def clean_text(values: pd.Series) -> pd.Series:
     """Text values with surrounding spaces removed; empty strings become missing."""
     text = values.astype("string").str.strip()
@@ -93,6 +104,7 @@ class CategoricalEncoder:
         return text
 
     def fit(self, values: pd.Series) -> "CategoricalEncoder":
+        self.__dict__.pop("_lookup", None)
         text = self._prepare(values)
         counts = text.value_counts()
         if self.prefix == 0 and is_zip_column(self.column) and len(counts) > self.max_categories:
@@ -108,16 +120,24 @@ class CategoricalEncoder:
         return [f"{self.column}={c}" for c in self.categories] + [f"{self.column}={OTHER}",
                                                                   f"{self.column}={UNKNOWN}"]
 
+    def _codes(self, values: pd.Series) -> np.ndarray:
+        """Slot per value: known -> its index; seen in training but rare -> "(other)"; missing or
+        never seen -> "(unknown)"."""
+        text = self._prepare(values).to_numpy(dtype=object, na_value=None)
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:  # built once; encoding one new profile must stay cheap
+            lookup = {value: slot for slot, value in enumerate(self.categories)}
+            lookup.update({value: len(self.categories) for value in self.rare})
+            self.__dict__["_lookup"] = lookup
+        unknown = len(self.categories) + 1
+        if len(text) <= 1024:
+            return np.fromiter((lookup.get(v, unknown) for v in text), dtype=np.int64, count=len(text))
+        return pd.Series(text, dtype=object).map(lookup).fillna(unknown).to_numpy(dtype=np.int64)
+
     def transform(self, values: pd.Series) -> np.ndarray:
-        text = self._prepare(values)
-        lookup = pd.Index(self.categories, dtype=object)
-        values_ = text.fillna("\x00").to_numpy(dtype=object)
-        codes = lookup.get_indexer(values_)
-        rare = pd.Index(self.rare, dtype=object).get_indexer(values_) >= 0
-        # known -> its slot; seen in training but rare -> "(other)"; missing or never seen -> "(unknown)"
-        codes = np.where(codes >= 0, codes, np.where(rare, len(self.categories), len(self.categories) + 1))
-        out = np.zeros((len(text), len(self.categories) + 2), dtype=np.float32)
-        out[np.arange(len(text)), codes] = 1.0
+        codes = self._codes(values)
+        out = np.zeros((len(codes), len(self.categories) + 2), dtype=np.float32)
+        out[np.arange(len(codes)), codes] = 1.0
         return out
 
     def labels(self, values: pd.Series) -> pd.Series:
@@ -141,6 +161,7 @@ class MultiLabelEncoder:
         return clean_text(values).str.split(self.separator, regex=False)
 
     def fit(self, values: pd.Series) -> "MultiLabelEncoder":
+        self.__dict__.pop("_index_labels_", None)
         exploded = self._split(values).explode().astype("string").str.strip()
         counts = exploded[exploded.notna() & (exploded != "")].value_counts()
         self.labels_ = sorted(str(c) for c in counts.index[: self.max_labels])
@@ -153,7 +174,7 @@ class MultiLabelEncoder:
     def transform(self, values: pd.Series) -> np.ndarray:
         exploded = self._split(values.reset_index(drop=True)).explode().astype("string").str.strip()
         rows = exploded.index.to_numpy()
-        codes = pd.Index(self.labels_, dtype=object).get_indexer(exploded.fillna("\x00").to_numpy(dtype=object))
+        codes = _cached_index(self, "labels_").get_indexer(exploded.fillna("\x00").to_numpy(dtype=object))
         out = np.zeros((len(values), len(self.labels_) + 1), dtype=np.float32)
         hit = codes >= 0
         out[rows[hit], codes[hit]] = 1.0
@@ -223,7 +244,7 @@ class AgeEncoder:
         parts = [self.numeric.transform(values)]
         if self.bucket:
             bands = age_band(values)
-            codes = pd.Index(AGE_BAND_NAMES, dtype=object).get_indexer(bands.fillna("\x00").to_numpy(dtype=object))
+            codes = _AGE_BAND_INDEX.get_indexer(bands.fillna("\x00").to_numpy(dtype=object))
             onehot = np.zeros((len(values), len(AGE_BAND_NAMES)), dtype=np.float32)
             hit = codes >= 0
             onehot[np.flatnonzero(hit), codes[hit]] = 1.0
@@ -244,6 +265,7 @@ class TextEncoder:
         return clean_text(values).fillna("").str.lower().str.findall(_TOKEN)
 
     def fit(self, values: pd.Series) -> "TextEncoder":
+        self.__dict__.pop("_index_vocabulary", None)
         tokens = self._tokens(values)
         document_frequency = tokens.map(set).explode().dropna().value_counts()
         document_frequency = document_frequency[document_frequency >= 2]
@@ -258,7 +280,7 @@ class TextEncoder:
 
     def transform(self, values: pd.Series) -> np.ndarray:
         exploded = self._tokens(values.reset_index(drop=True)).explode()
-        codes = pd.Index(self.vocabulary, dtype=object).get_indexer(exploded.fillna("\x00").to_numpy(dtype=object))
+        codes = _cached_index(self, "vocabulary").get_indexer(exploded.fillna("\x00").to_numpy(dtype=object))
         rows = exploded.index.to_numpy()
         hit = codes >= 0
         counts = sp.coo_matrix((np.ones(hit.sum(), dtype=np.float32), (rows[hit], codes[hit])),
@@ -274,7 +296,7 @@ _ENCODERS = {"categorical": CategoricalEncoder, "multilabel": MultiLabelEncoder,
 
 def _column_encoder_to_dict(encoder) -> dict:
     kind = {v: k for k, v in _ENCODERS.items()}[type(encoder)]
-    state = {k: v for k, v in encoder.__dict__.items()}
+    state = {k: v for k, v in encoder.__dict__.items() if not k.startswith("_")}  # no caches
     if kind == "age":
         state["numeric"] = dict(encoder.numeric.__dict__)
     return {"kind": kind, "state": state}
