@@ -6,5 +6,6 @@ from .profile_knn import ProfileKNNRecommender
 from .ease import EASERecommender
 from .als import ALSRecommender
 from .content_knn import ContentKNNRecommender
+from .fused import FusedRecommender
 
 __all__ = ["REGISTRY", "Recommender", "register", "PopularityRecommender"]

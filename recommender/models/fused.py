@@ -1,0 +1,1325 @@
+"""FusedRecommender: collaborative, profile and content signals fused per person by a learned gate.
+
+The model (PyTorch, trained end to end) has four *sources*, each of which scores every item
+for a person ``u``:
+
+=============  ============================================================================
+``profile``    ``p(u) . v_i``: an MLP over the static profile and the behaviour features
+``history``    ``h(u) . v_i``: an L2-normalised bag of learned embeddings of the items in
+               the person's history, then a projection (a Mult-DAE encoder)
+``item_item``  ``(x_u B)_i``: EASE item-item weights ``B`` computed in closed form on the
+               training data (penalty chosen on a validation split), covering the
+               ``item_item_max_items`` most popular items
+``popularity`` ``log(1 + count_i)``; for a new item, a ridge regression of it on content
+=============  ============================================================================
+
+with item vectors ``v_i = E_i + C(content_i)`` (a collaborative id vector plus a content
+tower). Each source's scores are standardised over the catalogue for the person
+(``z_s = (s - mean) / std``), so the sources speak on the same scale, and a gate ``g(u)`` --
+a softmax computed by a small MLP from the two towers' hidden states and the history length
+-- mixes them::
+
+    score(u, i) = temperature * sum_s g_s(u) * z_s(u, i)
+
+Nothing non-linear follows the gate, so every score splits *exactly* into per-source
+contributions, and the profile and history contributions further into their collaborative
+(``E_i``) and content (``C(content_i)``) parts (:meth:`FusedRecommender.explain`); the gate
+itself says how much each signal is trusted for each person (:meth:`FusedRecommender.gate_weights`).
+Sources a person cannot have (history and item-item without a history) get exactly zero weight.
+
+Degrading gracefully:
+
+* a person with no history is scored from the profile and popularity;
+* a person with a handful of interactions: profile, those items and popularity (the gate
+  learns how much to trust each at each history length);
+* a warm user: everything;
+* a new item (no interaction in training): its id vector is switched off, so it is scored
+  from its content vector and its content-predicted popularity; item-id dropout during
+  training teaches the content tower to stand alone.
+
+Training is DropoutNet-style denoising with a multinomial likelihood (Mult-DAE): every epoch
+each user is shown, at random, *no* history (cold-start practice), 1-5 items (few-shot
+practice) or 50-80 % of it (warm), with behaviour features recomputed from the shown items by
+the dataset's own :class:`~recommender.features.BehaviourEncoder` (the very code that encodes
+new people at inference), and the model predicts the hidden items with a softmax over the
+whole catalogue (a sampled softmax with a log-Q correction above ``full_softmax_items``).
+Auxiliary losses (``source_loss_weight``) make the profile and history sources rank well on
+their own, which keeps each source a meaningful recommender -- and measurably improves the
+fused model for new people. Early stopping on NDCG@10 of a validation split carved from the
+training data: known users with 20 % of their items hidden, plus held-out users scored as new
+people with none or their first three items revealed (like the ``warm``, ``cold_user`` and
+``few_shot`` protocols of :mod:`recommender.evaluation`); the best weights are kept.
+
+Explicit ratings: every rated item is part of a person's history (a 2-star review still says
+what the person looked at), but as a *target* an item rated below the relevance threshold
+(``0.7 * max rating`` on a star scale, the rule of :mod:`recommender.evaluation`) counts only
+``low_rating_weight``. Implicit data (and counts) count every interaction fully.
+
+Divergence: a NaN or infinite loss stops training with :class:`~recommender.errors.ModelFitError`
+naming the learning rate; if an epoch had finished, the best weights so far stay on the model
+(it remains usable), otherwise the model is left unfitted.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dataset import Dataset, new_user_labels
+from ..errors import ModelFitError
+from .base import SCORE_BATCH, Callback, Recommender, register, top_k
+from .device import resolve_device
+
+logger = logging.getLogger(__name__)
+
+#: Sources of the gate, in order.
+SOURCES = ("profile", "history", "item_item", "popularity")
+#: Ranking cut-off of the validation metric.
+VALIDATION_K = 10
+
+
+# ---------------------------------------------------------------------- small helpers
+def positive_threshold(dataset: Dataset) -> float | None:
+    """Rating from which an interaction is a full positive (None: every interaction is).
+
+    Same rule as :func:`recommender.evaluation.protocols.relevance_threshold` with ``"auto"``:
+    explicit star ratings (more than two distinct values, all within 0..10) use
+    ``0.7 * max rating``; implicit data and counts have no threshold.
+    """
+    if not dataset.has_ratings or dataset.n_interactions == 0:
+        return None
+    values = np.unique(dataset.weights)
+    if len(values) <= 2 or values.min() < 0 or values.max() > 10:
+        return None
+    return float(0.7 * values.max())
+
+
+def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Presence (1.0) of every stored non-zero entry: CSR float32, duplicates summed, indices sorted."""
+    result = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    result.eliminate_zeros()
+    result.sum_duplicates()
+    result.data[:] = 1.0
+    return result
+
+
+def _gather_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Entries of some CSR rows, vectorised.
+
+    Returns
+    -------
+    row_of : ndarray of int64, shape (nnz,)
+        Position in ``rows`` of each entry (sorted ascending).
+    columns : ndarray of int64, shape (nnz,)
+    values : ndarray of float32, shape (nnz,)
+    counts : ndarray of int64, shape (len(rows),)
+    """
+    starts = matrix.indptr[rows].astype(np.int64)
+    counts = matrix.indptr[rows + 1].astype(np.int64) - starts
+    row_of = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    first = np.cumsum(counts) - counts
+    source = starts[row_of] + (np.arange(len(row_of), dtype=np.int64) - first[row_of])
+    return row_of, matrix.indices[source].astype(np.int64), matrix.data[source].astype(np.float32), counts
+
+
+def _rank_in_rows(row_of: np.ndarray, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Rank (0-based) of each entry within its row when sorted by ``keys``; ``counts`` = entries per row."""
+    order = np.lexsort((keys, row_of))
+    first = np.cumsum(counts) - counts
+    rank = np.empty(len(row_of), dtype=np.int64)
+    rank[order] = np.arange(len(row_of)) - first[row_of[order]]
+    return rank
+
+
+def _ndcg(scores: np.ndarray, exclude: sp.csr_matrix, relevant: sp.csr_matrix, k: int = VALIDATION_K) -> np.ndarray:
+    """NDCG@k per row (binary relevance), float64, shape (n_rows,); modifies ``scores``."""
+    items, _ = top_k(scores, k, exclude)
+    dense = relevant.toarray() > 0
+    hits = np.take_along_axis(dense, np.maximum(items, 0), axis=1) & (items >= 0)
+    discount = 1.0 / np.log2(np.arange(2, items.shape[1] + 2))
+    ideal_count = np.minimum(dense.sum(axis=1), items.shape[1])
+    ideal = np.concatenate(([0.0], np.cumsum(discount)))[ideal_count]
+    return (hits * discount).sum(axis=1) / np.where(ideal > 0, ideal, 1.0)
+
+
+def _popularity_from_content(features: np.ndarray, log_popularity: np.ndarray, known: np.ndarray,
+                             penalty: float = 1.0) -> tuple[np.ndarray, float]:
+    """Ridge regression of the log popularity of known items on their content features.
+
+    Returns the weights (float32, shape (n_features,)) and the intercept.
+    """
+    if not known.any():
+        return np.zeros(features.shape[1], dtype=np.float32), 0.0
+    x = features[known].astype(np.float64)
+    y = log_popularity[known].astype(np.float64)
+    x_mean, y_mean = x.mean(axis=0), y.mean()
+    centred = x - x_mean
+    gram = centred.T @ centred + penalty * np.eye(x.shape[1])
+    weight = np.linalg.solve(gram, centred.T @ (y - y_mean))
+    return weight.astype(np.float32), float(y_mean - x_mean @ weight)
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator, gain: float = 1.0) -> nn.Linear:
+    with torch.no_grad():
+        nn.init.xavier_uniform_(layer.weight, gain=gain, generator=generator)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
+
+
+def _linear(n_in: int, n_out: int, generator: torch.Generator, bias: bool = True, gain: float = 1.0) -> nn.Linear:
+    """A Linear layer initialised from ``generator`` (never from torch's global random state)."""
+    layer = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias)
+    return _init_linear(layer, generator, gain)
+
+
+def _normal(shape: tuple[int, ...], std: float, generator: torch.Generator) -> nn.Parameter:
+    return nn.Parameter(torch.randn(*shape, generator=generator) * std)
+
+
+# ---------------------------------------------------------------------- network
+class _FusedNetwork(nn.Module):
+    """The towers, the gate and the item side (see the module docstring).
+
+    Every source yields one score per item, standardised per person over the catalogue
+    (mean 0, standard deviation 1), so the gate weights compare like with like; the final
+    score is ``temperature * sum_s gate_s * z_s``.
+    """
+
+    def __init__(self, *, n_items: int, n_static: int, n_behaviour: int, n_content: int, dim: int, hidden: int,
+                 gate_hidden: int, n_item_item: int, generator: torch.Generator):
+        super().__init__()
+        self.n_items, self.dim, self.hidden = n_items, dim, hidden
+        # History tower: a bag of item embeddings (Mult-DAE encoder), then a projection.
+        self.history_embedding = _normal((n_items, hidden), 1.0 / math.sqrt(hidden), generator)
+        self.history_bias = nn.Parameter(torch.zeros(hidden))
+        self.history_out = _linear(hidden, dim, generator)
+        # Profile tower: static profile + behaviour features.
+        n_profile = n_static + n_behaviour
+        self.profile_hidden = _linear(max(n_profile, 1), hidden, generator, gain=math.sqrt(2))
+        self.profile_out = _linear(hidden, dim, generator)
+        # Gate over the sources (always all of SOURCES; unavailable ones are masked).
+        self.gate_hidden = _linear(2 * hidden + 2, gate_hidden, generator)
+        self.gate_out = _linear(gate_hidden, len(SOURCES), generator, gain=0.1)
+        self.log_temperature = nn.Parameter(torch.full((1,), math.log(3.0)))  # 1-d: bundles store no 0-d arrays
+        # Temperatures of the profile and history sources scored on their own (auxiliary losses).
+        self.log_source_temperature = nn.Parameter(torch.full((2,), math.log(3.0)))
+        # Added to the gate logits of people without history; calibrated on validation after training.
+        self.register_buffer("new_person_gate_offset", torch.zeros(len(SOURCES)))
+        # Item side: id vectors, content tower, popularity prior.
+        self.item_embedding = _normal((n_items, dim), 0.01, generator)
+        self.register_buffer("log_popularity", torch.zeros(n_items))
+        self.n_content = n_content
+        if n_content:
+            self.content_hidden = _linear(n_content, hidden, generator, gain=math.sqrt(2))
+            self.content_out = _linear(hidden, dim, generator)
+            # Popularity of a new item: a ridge regression of log(1 + count) on content (fixed).
+            self.register_buffer("content_popularity_weight", torch.zeros(n_content))
+            self.register_buffer("content_popularity_bias", torch.zeros(1))
+        # Closed-form item-item component (fixed weights, computed before training).
+        self.n_item_item = n_item_item
+        if n_item_item:
+            self.register_buffer("item_item_weights", torch.zeros(n_item_item, n_item_item))
+            self.register_buffer("item_item_items", torch.zeros(n_item_item, dtype=torch.long))
+            self.register_buffer("item_item_position", torch.full((n_items,), -1, dtype=torch.long))
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return torch.exp(self.log_temperature)
+
+    @property
+    def source_temperature(self) -> torch.Tensor:
+        return torch.exp(self.log_source_temperature)
+
+    # -- item side --------------------------------------------------------------
+    def item_parts(self, content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Collaborative vectors, content vectors and popularity prior of every item (or of ``index``).
+
+        ``content`` (n, n_content) and ``id_mask`` (n,) describe the items returned.
+
+        Returns
+        -------
+        collaborative : (n, dim)  ``E_i`` (zero where ``id_mask`` is 0: new items)
+        content : (n, dim)        ``C(content_i)`` (zeros without item features)
+        popularity : (n,)         log training frequency, or predicted from content where ``id_mask`` is 0
+        """
+        embedding = self.item_embedding if index is None else self.item_embedding[index]
+        log_popularity = self.log_popularity if index is None else self.log_popularity[index]
+        collaborative = embedding * id_mask[:, None]
+        if self.n_content:
+            hidden = torch.relu(self.content_hidden(content))
+            content_vectors = self.content_out(hidden)
+            predicted = content @ self.content_popularity_weight + self.content_popularity_bias
+        else:
+            content_vectors = torch.zeros_like(collaborative)
+            predicted = torch.zeros_like(log_popularity)
+        popularity = id_mask * log_popularity + (1 - id_mask) * predicted
+        return collaborative, content_vectors, popularity
+
+    # -- user side --------------------------------------------------------------
+    def user_parts(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor,
+                   n_history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Gate, profile vector, history vector and raw item-item scores of a batch of people.
+
+        Parameters
+        ----------
+        profile : (n, n_static + n_behaviour) float
+        items : (nnz,) long
+            History items of all people, grouped by person.
+        offsets : (n,) long
+            Start of each person's items in ``items``.
+        n_history : (n,) float
+            History length of each person.
+
+        Returns
+        -------
+        gate : (n, len(SOURCES))
+        profile_vector, history_vector : (n, dim)
+        item_item : (n, n_item_item) or None     EASE scores of the covered items
+        """
+        n = profile.shape[0]
+        weights = torch.rsqrt(torch.clamp(n_history, min=1.0))
+        per_item = torch.repeat_interleave(weights, n_history.long(), output_size=items.shape[0])
+        bag = F.embedding_bag(items, self.history_embedding, offsets, mode="sum", per_sample_weights=per_item)
+        has_history = (n_history > 0).to(profile.dtype)
+        history_hidden = torch.tanh(bag + self.history_bias) * has_history[:, None]
+        history_vector = self.history_out(history_hidden)
+        if profile.shape[1]:
+            profile_hidden = torch.relu(self.profile_hidden(profile))
+        else:
+            profile_hidden = torch.relu(self.profile_hidden.bias).expand(n, -1)
+        profile_vector = self.profile_out(profile_hidden)
+        gate_input = torch.cat([history_hidden, profile_hidden, torch.log1p(n_history)[:, None],
+                                has_history[:, None]], dim=1)
+        gate_logits = self.gate_out(torch.tanh(self.gate_hidden(gate_input)))
+        gate_logits = gate_logits + (1 - has_history)[:, None] * self.new_person_gate_offset
+        # Sources a person cannot have get exactly zero weight.
+        unavailable = torch.zeros_like(gate_logits, dtype=torch.bool)
+        no_history = (has_history == 0)[:, None]
+        unavailable[:, 1:2] = no_history
+        unavailable[:, 2:3] = no_history if self.n_item_item else True
+        gate = torch.softmax(gate_logits.masked_fill(unavailable, float("-inf")), dim=1)
+        item_item = None
+        if self.n_item_item:
+            # A bag of rows of B over the covered items (other history items are skipped).
+            position = self.item_item_position[items]
+            known = position >= 0
+            owner = torch.repeat_interleave(torch.arange(n, device=items.device), n_history.long(),
+                                            output_size=items.shape[0])
+            counts = torch.zeros(n, dtype=torch.long, device=items.device)
+            counts.index_add_(0, owner[known], torch.ones_like(owner[known]))
+            item_item = F.embedding_bag(position[known], self.item_item_weights, torch.cumsum(counts, 0) - counts,
+                                        mode="sum")
+        return gate, profile_vector, history_vector, item_item
+
+    def expand_item_item(self, item_item: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Item-item scores (n, n_item_item) of the covered items -> (n, len(index)) (0 elsewhere)."""
+        if index is None and self.n_item_item == self.n_items:
+            return item_item  # covers the whole catalogue in index order
+        position = self.item_item_position if index is None else self.item_item_position[index]
+        covered = (position >= 0).to(item_item.dtype)
+        return item_item[:, position.clamp(min=0)] * covered
+
+    # -- scores -----------------------------------------------------------------
+    def source_scores(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor,
+                      n_history: torch.Tensor, content: torch.Tensor | None, id_mask: torch.Tensor,
+                      index: torch.Tensor | None = None, reference: torch.Tensor | None = None,
+                      split_item_parts: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The gate and each source's standardised scores.
+
+        Parameters
+        ----------
+        content, id_mask
+            Of the items scored (all, or ``index``).
+        index : (c,) long, optional
+            Score only these items (sampled softmax); all items by default.
+        reference : (r,) long, optional
+            Columns of the scored items whose mean and spread standardise the scores (a uniform
+            sample of the catalogue when ``index`` is a sample); all columns by default.
+        split_item_parts : bool
+            Return the profile and history scores split into collaborative and content parts.
+
+        Returns
+        -------
+        gate : (n, len(SOURCES))
+        scores : dict of (n, c)
+            ``profile``, ``history``, ``item_item``, ``popularity`` (or, with ``split_item_parts``,
+            ``profile_collaborative``, ``profile_content``, ``history_collaborative``,
+            ``history_content`` instead of ``profile`` and ``history``). ``logits = temperature *
+            sum_s gate_s * scores_s``.
+        """
+        gate, profile_vector, history_vector, item_item = self.user_parts(profile, items, offsets, n_history)
+        collaborative, content_vectors, popularity = self.item_parts(content, id_mask, index)
+
+        def mean_and_spread(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            columns = raw if reference is None else raw[:, reference]
+            mean = columns.mean(dim=1, keepdim=True)
+            spread = torch.sqrt(((columns - mean) ** 2).mean(dim=1, keepdim=True) + 1e-8)
+            return mean, spread
+
+        scores: dict[str, torch.Tensor] = {}
+        for name, vector in (("profile", profile_vector), ("history", history_vector)):
+            if split_item_parts:
+                parts = {"collaborative": vector @ collaborative.T, "content": vector @ content_vectors.T}
+                mean, spread = mean_and_spread(parts["collaborative"] + parts["content"])
+                for part, raw in parts.items():
+                    scores[f"{name}_{part}"] = (raw - raw.mean(dim=1, keepdim=True)
+                                                if reference is None else raw - raw[:, reference].mean(
+                                                    dim=1, keepdim=True)) / spread
+            else:
+                raw = vector @ (collaborative + content_vectors).T
+                mean, spread = mean_and_spread(raw)
+                scores[name] = (raw - mean) / spread
+        n, n_scored = profile.shape[0], collaborative.shape[0]
+        if item_item is not None:
+            raw = self.expand_item_item(item_item, index)
+            mean, spread = mean_and_spread(raw)
+            scores["item_item"] = (raw - mean) / spread
+        else:
+            scores["item_item"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
+        mean, spread = mean_and_spread(popularity[None, :])
+        scores["popularity"] = ((popularity[None, :] - mean) / spread).expand(n, -1)
+        return gate, scores
+
+    def logits(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor, n_history: torch.Tensor,
+               content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (n, n_items), or (n, len(index)) for the items ``index`` only."""
+        gate, scores = self.source_scores(profile, items, offsets, n_history, content, id_mask, index, reference)
+        total = sum(gate[:, position:position + 1] * scores[source] for position, source in enumerate(SOURCES))
+        return self.temperature * total
+
+
+# ---------------------------------------------------------------------- training data
+@dataclass
+class _Validation:
+    """Held-out inputs and targets scored like one protocol (``warm``, ``few_shot`` or ``cold_user``)."""
+
+    users: np.ndarray          # int64 (n,)
+    history: sp.csr_matrix     # binary (n, n_items): what the model is shown
+    behaviour: np.ndarray      # float32 (n, B)
+    relevant: sp.csr_matrix    # binary (n, n_items): what it should find
+
+
+def _ease(binary: sp.csr_matrix, items: np.ndarray, regularisation: float, device: torch.device) -> torch.Tensor:
+    """EASE weights (Steck 2019) restricted to ``items``: float32 (len(items), len(items)), zero diagonal."""
+    sub = binary[:, items].tocsc()
+    gram = torch.from_numpy((sub.T @ sub).toarray().astype(np.float32)).to(device)
+    gram.diagonal().add_(float(regularisation))
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    weights = -inverse / inverse.diagonal()[None, :]
+    weights.diagonal().zero_()
+    return weights
+
+
+@dataclass
+class _Batch:
+    """One training step's inputs (corrupted histories) and targets (the hidden items)."""
+
+    users: np.ndarray           # int64 (n,)
+    items: np.ndarray           # int64 (nnz,) shown items, grouped by user
+    offsets: np.ndarray         # int64 (n,)
+    n_history: np.ndarray       # float32 (n,)
+    profile: np.ndarray         # float32 (n, n_static + n_behaviour)
+    target_rows: np.ndarray     # int64 (n_targets,)
+    target_items: np.ndarray    # int64 (n_targets,)
+    target_weights: np.ndarray  # float32 (n_targets,)
+    user_weight: np.ndarray     # float32 (n,) total target weight per user
+    n_learning: int             # users with a positive target weight
+
+
+@dataclass
+class _Prepared:
+    """Training matrices, validation sets and the batch factory of one fit."""
+
+    n_items: int
+    train_binary: sp.csr_matrix      # (n_users, n_items) 1.0 per training interaction
+    train_targets: sp.csr_matrix     # same pattern, target weight per interaction
+    train_users: np.ndarray          # int64: users with at least one training interaction
+    item_counts: np.ndarray          # int64 (n_items,) training interactions per item
+    static: np.ndarray               # float32 (n_users, n_static)
+    encoder: object                  # the dataset's BehaviourEncoder
+    item_categories: sp.csr_matrix
+    last_time: np.ndarray | None     # float64 (n_users,) latest training interaction
+    validation: dict
+    n_validation_users: int
+
+    @classmethod
+    def build(cls, dataset: Dataset, threshold: float | None, low_rating_weight: float, share: float,
+              max_users: int, rng: np.random.Generator) -> "_Prepared":
+        n_users, n_items = dataset.n_users, dataset.n_items
+        user = dataset.user_index.astype(np.int64)
+        item = dataset.item_index.astype(np.int64)
+        positive = (np.ones(len(user), dtype=bool) if threshold is None
+                    else dataset.weights >= threshold - 1e-6)
+        target_weight = np.where(positive, 1.0, float(low_rating_weight)).astype(np.float32)
+        counts = np.bincount(user, minlength=n_users)
+        relevant_counts = np.bincount(user[positive], minlength=n_users)
+        encoder, categories = dataset.behaviour_encoder, dataset.item_categories
+        times = dataset.timestamps if encoder.has_recency else None
+
+        def matrix(mask: np.ndarray, rows: np.ndarray, n_rows: int, values: np.ndarray | None = None):
+            data = np.ones(int(mask.sum()), dtype=np.float32) if values is None else values[mask]
+            result = sp.csr_matrix((data, (rows[user[mask]], item[mask])), shape=(n_rows, n_items), dtype=np.float32)
+            result.sum_duplicates()
+            return result
+
+        def latest(mask: np.ndarray) -> np.ndarray | None:
+            if times is None:
+                return None
+            last = np.full(n_users, -np.inf)
+            np.maximum.at(last, user[mask], times[mask])
+            return np.where(np.isfinite(last), last, np.nan)
+
+        train = np.ones(len(user), dtype=bool)
+        validation: dict[str, _Validation] = {}
+        n_active = int((relevant_counts > 0).sum())
+        n_validation = int(min(max_users, round(share * n_active))) if share > 0 else 0
+        if n_validation >= 20:
+            order = rng.permutation(np.flatnonzero(relevant_counts > 0))
+            new_users = np.sort(order[: n_validation // 2])
+            rest = order[n_validation // 2:]
+            warm_users = np.sort(rest[counts[rest] >= 3][: n_validation - len(new_users)])
+            is_new = np.zeros(n_users, dtype=bool)
+            is_new[new_users] = True
+            is_warm = np.zeros(n_users, dtype=bool)
+            is_warm[warm_users] = True
+            per_user = np.bincount(user, minlength=n_users)
+            random_rank = _rank_in_rows(user, rng.random(len(user)), per_user)
+            n_test = np.clip(np.floor(0.2 * counts + 0.5), 1, np.maximum(counts - 1, 1))
+            held_out = is_warm[user] & (random_rank < n_test[user])
+            train = ~is_new[user] & ~held_out
+            last_train = latest(train)
+            row = np.full(n_users, -1, dtype=np.int64)
+            # Warm: known users, a random 20 % of their interactions hidden.
+            row[warm_users] = np.arange(len(warm_users))
+            history = matrix(train & is_warm[user], row, len(warm_users))
+            behaviour = encoder.transform(history, None if last_train is None else last_train[warm_users],
+                                          categories)
+            validation["warm"] = _Validation(warm_users, _binary(history), behaviour,
+                                              _binary(matrix(held_out & positive, row, len(warm_users))))
+            # New people: none (cold_user) or their first three interactions (few_shot) revealed.
+            row[:] = -1
+            row[new_users] = np.arange(len(new_users))
+            key = times if times is not None else rng.random(len(user))
+            first_rank = _rank_in_rows(user, key, per_user)
+            revealed = is_new[user] & (first_rank < 3)
+            empty = sp.csr_matrix((len(new_users), n_items), dtype=np.float32)
+            now = None if times is None else np.full(len(new_users), np.nan)
+            validation["cold_user"] = _Validation(new_users, empty, encoder.transform(empty, now, categories),
+                                                  _binary(matrix(is_new[user] & positive, row, len(new_users))))
+            shown = _binary(matrix(revealed, row, len(new_users)))
+            if now is not None:
+                now = np.where(np.diff(shown.indptr) > 0, encoder.reference_time, np.nan)
+            validation["few_shot"] = _Validation(new_users, shown, encoder.transform(shown, now, categories),
+                                                 _binary(matrix(is_new[user] & positive & ~revealed, row,
+                                                                len(new_users))))
+            for kind in list(validation):  # keep only people with something to find
+                entry = validation[kind]
+                has = np.diff(entry.relevant.indptr) > 0
+                if has.sum() < 5:
+                    del validation[kind]
+                    continue
+                validation[kind] = _Validation(entry.users[has], entry.history[has], entry.behaviour[has],
+                                               entry.relevant[has])
+            n_validation = len(new_users) + len(warm_users)
+        else:
+            n_validation = 0
+        identity = np.arange(n_users, dtype=np.int64)
+        train_binary = matrix(train, identity, n_users)
+        train_binary.data[:] = 1.0
+        train_targets = matrix(train, identity, n_users, target_weight)
+        return cls(n_items=n_items, train_binary=train_binary, train_targets=train_targets,
+                   train_users=np.flatnonzero(np.diff(train_binary.indptr) > 0).astype(np.int64),
+                   item_counts=np.bincount(item[train], minlength=n_items).astype(np.int64),
+                   static=np.asarray(dataset.user_features, dtype=np.float32), encoder=encoder,
+                   item_categories=categories, last_time=latest(train), validation=validation,
+                   n_validation_users=n_validation)
+
+    def make_batch(self, users: np.ndarray, cold_rate: float, few_shot_rate: float,
+                   rng: np.random.Generator) -> _Batch | None:
+        """Corrupt the histories of ``users``: none, 1-5 or 50-80 % of their items shown, the rest to predict."""
+        row_of, items, weights, counts = _gather_rows(self.train_targets, users)
+        n = len(users)
+        draw = rng.random(n)
+        cold = (draw < cold_rate) | (counts < 2)
+        few = ~cold & (draw < cold_rate + few_shot_rate)
+        few_count = rng.integers(1, 6, size=n)
+        warm_count = np.clip(np.floor(rng.uniform(0.5, 0.8, size=n) * counts + 0.5), 1, np.maximum(counts - 1, 1))
+        keep = np.where(cold, 0, np.where(few, np.minimum(few_count, counts - 1), warm_count)).astype(np.int64)
+        rank = _rank_in_rows(row_of, rng.random(len(row_of)), counts)
+        kept = rank < keep[row_of]
+        shown_rows, shown_items = row_of[kept], items[kept]
+        n_history = np.bincount(shown_rows, minlength=n).astype(np.int64)
+        indptr = np.concatenate(([0], np.cumsum(n_history)))
+        shown = sp.csr_matrix((np.ones(len(shown_items), dtype=np.float32), shown_items, indptr),
+                              shape=(n, self.n_items))
+        now_like = rng.random(n) < 0.5
+        last = None
+        if self.last_time is not None:
+            # New people's recency counts as "now"; few-shot practice sees both.
+            last = np.where(few & now_like, self.encoder.reference_time, self.last_time[users])
+            last = np.where(n_history > 0, last, np.nan)
+        behaviour = self.encoder.transform(shown, last, self.item_categories)
+        target = ~kept
+        target_rows, target_weights = row_of[target], weights[target]
+        user_weight = np.bincount(target_rows, weights=target_weights, minlength=n).astype(np.float32)
+        n_learning = int((user_weight > 0).sum())
+        if n_learning == 0:
+            return None
+        return _Batch(users=users, items=shown_items, offsets=indptr[:-1].astype(np.int64),
+                      n_history=n_history.astype(np.float32),
+                      profile=np.hstack([self.static[users], behaviour]).astype(np.float32),
+                      target_rows=target_rows, target_items=items[target], target_weights=target_weights,
+                      user_weight=user_weight, n_learning=n_learning)
+
+    def sample_candidates(self, batch: _Batch, n_sampled: int, batch_size: int, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate items of a sampled softmax: the batch's targets plus uniformly drawn items.
+
+        Returns the sorted candidates (int64), the log-Q correction subtracted from their logits
+        (float32: log of each candidate's probability of being in the set), the targets'
+        columns in the candidate list and the columns of the uniformly drawn items (the
+        reference that standardises scores like the whole catalogue would).
+        """
+        n_items = self.n_items
+        n_sampled = min(n_sampled, n_items)
+        drawn = rng.choice(n_items, size=n_sampled, replace=False)
+        candidates = np.union1d(np.unique(batch.target_items), drawn).astype(np.int64)
+        # P(item in the batch's targets) from its frequency; P(drawn) = n_sampled / n_items.
+        rate = self.item_counts[candidates] / max(len(self.train_users), 1)
+        in_batch = 1.0 - np.exp(-batch_size * rate * 0.6)
+        inclusion = 1.0 - (1.0 - n_sampled / n_items) * (1.0 - in_batch)
+        correction = np.log(np.clip(inclusion, 1e-12, 1.0)).astype(np.float32)
+        return (candidates, correction, np.searchsorted(candidates, batch.target_items),
+                np.searchsorted(candidates, np.sort(drawn)))
+
+
+@register
+class FusedRecommender(Recommender):
+    """Collaborative + profile + content towers fused by a per-user gate (PyTorch).
+
+    Parameters
+    ----------
+    dim : int
+        Size of the user and item vectors.
+    hidden : int
+        Width of the towers' hidden layers (and of the history embeddings).
+    gate_hidden : int
+        Width of the gate's hidden layer.
+    max_epochs : int
+        Upper bound on training epochs (early stopping usually ends sooner).
+    patience : int
+        Stop after this many epochs without a better validation NDCG@10.
+    batch_size : int
+        Users per training step.
+    learning_rate : float
+        Adam step size.
+    weight_decay : float
+        Decoupled weight decay (AdamW).
+    cold_rate, few_shot_rate : float
+        Share of training examples shown no history / 1-5 items; the rest see 50-80 % of it.
+    item_id_dropout : float
+        Share of items whose id vector and id bias are switched off at each step (teaches the
+        content tower to score new items).
+    low_rating_weight : float
+        Target weight of an explicit rating below the relevance threshold (see module docstring).
+    source_loss_weight : float
+        Weight of the auxiliary losses that train the profile and the history source to rank
+        well on their own (so each source is a meaningful recommender and explanations say
+        what each would recommend); 0 trains the fused score only.
+    profile_dropout : float
+        Dropout on the profile features during training (guards against memorising people by
+        their exact attribute combination).
+    item_item : bool
+        Include the closed-form item-item (EASE) source.
+    item_item_penalty : float or None
+        The EASE ridge penalty; None chooses it from the data (on the validation split when the
+        covered catalogue is small enough to try several).
+    item_item_max_items : int
+        The item-item matrix covers at most this many of the most popular items (memory and
+        time grow with its square and cube).
+    validation_share : float
+        Share of users used for validation (at most ``max_validation_users``); 0 trains
+        ``max_epochs`` epochs without early stopping.
+    max_validation_users : int
+    full_softmax_items : int
+        Catalogues up to this size use the exact softmax; larger ones a sampled softmax.
+    sampled_items : int
+        Items sampled per step in the sampled softmax.
+    seed : int or None
+        Makes CPU training reproducible (None: a fresh random seed).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` (see :func:`resolve_device`).
+    """
+
+    name = "fused"
+    uses_profile = True
+
+    def __init__(self, dim: int = 64, hidden: int = 128, gate_hidden: int = 32, max_epochs: int = 80,
+                 patience: int = 4, batch_size: int = 256, learning_rate: float = 3e-3,
+                 weight_decay: float = 1e-4, cold_rate: float = 0.25, few_shot_rate: float = 0.25,
+                 item_id_dropout: float = 0.1, low_rating_weight: float = 0.25, source_loss_weight: float = 1.0,
+                 profile_dropout: float = 0.0, item_item: bool = True, item_item_penalty: float | None = None,
+                 item_item_max_items: int = 4000, validation_share: float = 0.1,
+                 max_validation_users: int = 1500, full_softmax_items: int = 8192, sampled_items: int = 1024,
+                 seed: int | None = 0, device: str = "auto") -> None:
+        self.dim = dim
+        self.hidden = hidden
+        self.gate_hidden = gate_hidden
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.cold_rate = cold_rate
+        self.few_shot_rate = few_shot_rate
+        self.item_id_dropout = item_id_dropout
+        self.low_rating_weight = low_rating_weight
+        self.source_loss_weight = source_loss_weight
+        self.profile_dropout = profile_dropout
+        self.item_item = item_item
+        self.item_item_penalty = item_item_penalty
+        self.item_item_max_items = item_item_max_items
+        self.validation_share = validation_share
+        self.max_validation_users = max_validation_users
+        self.full_softmax_items = full_softmax_items
+        self.sampled_items = sampled_items
+        self.seed = seed
+        self.device = device
+        self._net: _FusedNetwork | None = None
+        self._device: torch.device | None = None
+        self._id_mask: torch.Tensor | None = None
+        self._content: torch.Tensor | None = None
+        self._config: dict = {}
+        self._history: list[dict] = []
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        problems = []
+        for name in ("dim", "hidden", "gate_hidden", "max_epochs", "batch_size", "sampled_items",
+                     "max_validation_users"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a whole number of at least 1 (got {value!r})")
+        if not isinstance(self.patience, (int, np.integer)) or self.patience < 0:
+            problems.append(f"patience must be a whole number of at least 0 (got {self.patience!r})")
+        for name in ("learning_rate",):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive number (got {value!r})")
+        for name in ("weight_decay", "low_rating_weight", "source_loss_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a number of at least 0 (got {value!r})")
+        for name in ("cold_rate", "few_shot_rate", "item_id_dropout", "profile_dropout", "validation_share"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                problems.append(f"{name} must be between 0 and 1 (got {value!r})")
+        if self.cold_rate + self.few_shot_rate >= 1:
+            problems.append("cold_rate + few_shot_rate must be below 1 (some examples must be warm)")
+        if problems:
+            raise ValueError("invalid FusedRecommender settings: " + "; ".join(problems) + ".")
+
+    def _require_network(self) -> _FusedNetwork:
+        self._require_fitted()
+        if self._net is None:
+            raise RuntimeError("FusedRecommender is not fitted yet: call fit(dataset) first.")
+        return self._net
+
+    @property
+    def training_history(self) -> list[dict]:
+        """One dict per epoch of the last fit: ``epoch``, ``train`` loss, validation metrics, ``seconds``."""
+        return list(self._history)
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, dataset: Dataset, callback: Callback | None) -> None:
+        self._check_params()
+        if dataset.n_interactions == 0:
+            self.dataset = None
+            raise ModelFitError("the data has no interactions to learn from; load interactions first.")
+        device = resolve_device(self.device)
+        seed = int(self.seed) if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        started = time.perf_counter()
+
+        threshold = positive_threshold(dataset)
+        prepared = _Prepared.build(dataset, threshold, self.low_rating_weight, self.validation_share,
+                                   self.max_validation_users, rng)
+        self._device = device
+        id_mask = torch.from_numpy((prepared.item_counts > 0).astype(np.float32)).to(device)
+        content = torch.from_numpy(dataset.item_features).to(device) if dataset.item_features.shape[1] else None
+
+        item_item_items, regularisation, item_item_weights = self._fit_item_item(prepared, device)
+        net = _FusedNetwork(n_items=dataset.n_items, n_static=dataset.user_features.shape[1],
+                            n_behaviour=dataset.behaviour_features.shape[1],
+                            n_content=dataset.item_features.shape[1], dim=int(self.dim), hidden=int(self.hidden),
+                            gate_hidden=int(self.gate_hidden), n_item_item=len(item_item_items),
+                            generator=generator)
+        if len(item_item_items):
+            net.item_item_weights.copy_(item_item_weights.cpu())
+            net.item_item_items.copy_(torch.from_numpy(item_item_items.astype(np.int64)))
+            net.item_item_position[torch.from_numpy(item_item_items.astype(np.int64))] = torch.arange(
+                len(item_item_items))
+        log_popularity = np.log1p(prepared.item_counts).astype(np.float32)
+        net.log_popularity.copy_(torch.from_numpy(log_popularity))
+        if content is not None:
+            weight, bias = _popularity_from_content(dataset.item_features, log_popularity, prepared.item_counts > 0)
+            net.content_popularity_weight.copy_(torch.from_numpy(weight))
+            net.content_popularity_bias.fill_(bias)
+        net.to(device)
+        self._net, self._id_mask, self._content = net, id_mask, content
+        self._config = {"version": 1, "n_items": dataset.n_items, "n_static": dataset.user_features.shape[1],
+                        "n_behaviour": dataset.behaviour_features.shape[1],
+                        "n_content": dataset.item_features.shape[1], "dim": int(self.dim),
+                        "hidden": int(self.hidden), "gate_hidden": int(self.gate_hidden),
+                        "n_item_item": int(len(item_item_items)), "item_item_penalty": regularisation,
+                        "positive_threshold": threshold, "seed": seed}
+        logger.info("fused: prepared %d training users, %d validation users, item-item over %d items (%.1fs)",
+                    len(prepared.train_users), prepared.n_validation_users, len(item_item_items),
+                    time.perf_counter() - started)
+        self._train(prepared, rng, generator, callback)
+        self._config.update(best_epoch=self._best_epoch, epochs_trained=len(self._history))
+
+    def _fit_item_item(self, prepared: "_Prepared", device: torch.device
+                       ) -> tuple[np.ndarray, float | None, torch.Tensor | None]:
+        """Items covered by the EASE source, its penalty (chosen on validation) and weights."""
+        counts = prepared.item_counts
+        if not self.item_item or (counts > 0).sum() < 2:
+            return np.zeros(0, dtype=np.int64), None, None
+        n_covered = int(min(self.item_item_max_items, (counts > 0).sum()))
+        if n_covered == len(counts):
+            items = np.arange(len(counts), dtype=np.int64)
+        else:
+            items = np.sort(np.argsort(-counts, kind="stable")[:n_covered]).astype(np.int64)
+        binary = prepared.train_binary
+        # Cholesky on a CUDA GPU is fast; MPS lacks it, so anything but CUDA inverts on the CPU.
+        where = device if device.type == "cuda" else torch.device("cpu")
+        # The EASE penalty scales with how often items occur (8x the mean count did well on the
+        # synthetic data); where inverting is cheap, try a few on the known validation users.
+        # (Few-shot people would prefer a stronger penalty, at a cost to known users; measured.)
+        centre = 8.0 * float(np.clip(np.mean(counts[items]), 1.0, 5000.0))
+        validation = [prepared.validation[kind] for kind in ("warm",) if kind in prepared.validation]
+        cheap = n_covered <= 3000 and bool(validation) and self.item_item_penalty is None
+        if self.item_item_penalty is not None:
+            centre = float(self.item_item_penalty)
+        best = (-1.0, centre, None)
+        for penalty in ([centre / 4, centre, centre * 4] if cheap else [centre]):
+            weights = _ease(binary, items, penalty, where)
+            if not cheap:
+                best = (0.0, penalty, weights)
+                break
+            value = 0.0
+            for entry in validation:
+                history = entry.history[:, items]
+                scores = np.zeros((history.shape[0], len(counts)), dtype=np.float32)
+                scores[:, items] = (history @ weights.cpu().numpy()) if history.nnz else 0.0
+                value += float(np.mean(_ndcg(scores, entry.history, entry.relevant))) / len(validation)
+            logger.debug("fused: item-item penalty %.1f -> validation NDCG@10 %.4f", penalty, value)
+            if value > best[0]:
+                best = (value, penalty, weights)
+        return items, float(best[1]), best[2]
+
+    def _train(self, prepared: "_Prepared", rng: np.random.Generator, generator: torch.Generator,
+               callback: Callback | None) -> None:
+        net, device = self._net, self._device
+        optimizer = torch.optim.AdamW(net.parameters(), lr=float(self.learning_rate),
+                                      weight_decay=float(self.weight_decay))
+        self._history = []
+        self._best_epoch = 0
+        best_value, best_state, waited = -np.inf, None, 0
+        for epoch in range(1, int(self.max_epochs) + 1):
+            started = time.perf_counter()
+            net.train()
+            try:
+                loss = self._train_epoch(prepared, optimizer, rng, generator)
+            except FloatingPointError as error:
+                self._diverged(epoch, best_state, str(error))
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                self._diverged(epoch, best_state, "weights became NaN or infinite")
+            net.eval()
+            metrics = self._validate(prepared) if prepared.validation else {}
+            value = metrics.get(f"val_ndcg@{VALIDATION_K}", -loss)
+            if not np.isfinite(value):
+                self._diverged(epoch, best_state, "non-finite validation scores")
+            if value > best_value + 1e-5 or best_state is None:
+                best_value, waited, self._best_epoch = value, 0, epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                waited += 1
+            record = {"epoch": epoch, "train": loss, **metrics, "seconds": time.perf_counter() - started}
+            self._history.append(record)
+            logger.info("fused: epoch %d loss %.4f %s", epoch, loss,
+                        " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if callback is not None and callback(epoch, {"train": loss}, dict(metrics)) is False:
+                logger.info("fused: stopped by the callback after epoch %d", epoch)
+                break
+            if prepared.validation and waited >= int(self.patience):
+                break
+        net.load_state_dict(best_state)
+        net.eval()
+        self._calibrate_new_people(prepared)
+
+    @torch.no_grad()
+    def _calibrate_new_people(self, prepared: "_Prepared") -> None:
+        """Set how much people without history lean on popularity, from held-out new people.
+
+        On the training users the profile tower looks more reliable than it is for strangers
+        (it has seen their items), and the gate learns that optimism. A single offset on the
+        popularity logit of the gate for people without history is chosen to maximise the
+        likelihood of the validation users' items when scored from their profile alone.
+        """
+        validation = prepared.validation.get("cold_user")
+        net = self._net
+        if validation is None:
+            return
+        inputs = self._inputs(prepared.static[validation.users], validation.behaviour, validation.history)
+        relevant = validation.relevant.tocoo()
+        rows = torch.from_numpy(relevant.row.astype(np.int64)).to(self._device)
+        columns = torch.from_numpy(relevant.col.astype(np.int64)).to(self._device)
+        counts = torch.from_numpy(np.diff(validation.relevant.indptr).astype(np.float32)).to(self._device)
+        position = SOURCES.index("popularity")
+
+        def log_likelihood(offset: float) -> float:
+            net.new_person_gate_offset.zero_()
+            net.new_person_gate_offset[position] = offset
+            logits = net.logits(*inputs, self._content, self._id_mask)
+            log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+            per_user = torch.zeros(len(counts), device=self._device).index_add_(0, rows, log_probs[rows, columns])
+            return float((per_user / counts.clamp(min=1.0)).mean())
+
+        grid = np.round(np.arange(-2.0, 6.01, 0.5), 2)
+        values = [log_likelihood(float(offset)) for offset in grid]
+        best = float(grid[int(np.argmax(values))])
+        net.new_person_gate_offset.zero_()
+        net.new_person_gate_offset[position] = best
+        self._config["new_person_popularity_offset"] = best
+        logger.info("fused: popularity offset for people without history %.1f (validation log-likelihood %.4f "
+                    "vs %.4f without)", best, max(values), values[list(grid).index(0.0)])
+
+    def _diverged(self, epoch: int, best_state: dict | None, detail: str) -> None:
+        """Keep the last good weights (if any epoch finished) and raise :class:`ModelFitError`."""
+        if best_state is not None:
+            self._net.load_state_dict(best_state)
+            self._net.eval()
+            self._config.update(best_epoch=self._best_epoch, epochs_trained=len(self._history))
+            kept = f" The model from epoch {self._best_epoch} (the best before it diverged) is kept."
+        else:
+            self._net = None
+            self.dataset = None
+            kept = " No epoch finished, so the model is not fitted."
+        raise ModelFitError(
+            f"training diverged in epoch {epoch} ({detail}): the loss became NaN or infinite. The learning rate "
+            f"({self.learning_rate:g}) is probably too high; try a smaller one (e.g. {self.learning_rate / 10:g})."
+            + kept)
+
+    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                     generator: torch.Generator) -> float:
+        net, device = self._net, self._device
+        n_items = net.n_items
+        sampled = n_items > int(self.full_softmax_items)
+        order = rng.permutation(prepared.train_users)
+        total, weight_total = 0.0, 0.0
+        for start in range(0, len(order), int(self.batch_size)):
+            batch = prepared.make_batch(order[start:start + int(self.batch_size)], self.cold_rate,
+                                        self.few_shot_rate, rng)
+            if batch is None:
+                continue
+            keep_ids = torch.rand(n_items, generator=generator) >= float(self.item_id_dropout)
+            id_mask = self._id_mask * keep_ids.to(device=device, dtype=torch.float32)
+            items = torch.from_numpy(batch.items).to(device)
+            offsets = torch.from_numpy(batch.offsets).to(device)
+            n_history = torch.from_numpy(batch.n_history).to(device)
+            profile = torch.from_numpy(batch.profile)
+            if float(self.profile_dropout) > 0:
+                # Dropout on the profile features: no single attribute combination can be memorised.
+                keep = (torch.rand(profile.shape, generator=generator) >= float(self.profile_dropout)).float()
+                profile = profile * keep / (1.0 - float(self.profile_dropout))
+            profile = profile.to(device)
+            target_rows = torch.from_numpy(batch.target_rows).to(device)
+            target_weights = torch.from_numpy(batch.target_weights).to(device)
+            if sampled:
+                candidates, correction, target_columns, reference = prepared.sample_candidates(
+                    batch, int(self.sampled_items), int(self.batch_size), rng)
+                index = torch.from_numpy(candidates).to(device)
+                content = None if self._content is None else self._content[index]
+                gate, scores = net.source_scores(profile, items, offsets, n_history, content, id_mask[index], index,
+                                                 torch.from_numpy(reference).to(device))
+                shift = torch.from_numpy(correction).to(device)
+                target_columns = torch.from_numpy(target_columns).to(device)
+            else:
+                gate, scores = net.source_scores(profile, items, offsets, n_history, self._content, id_mask)
+                shift = None
+                target_columns = torch.from_numpy(batch.target_items).to(device)
+            user_weight = torch.from_numpy(batch.user_weight).to(device).clamp(min=1e-12)
+
+            def likelihood(logits: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+                """Mean over users of the weighted multinomial log-likelihood of their targets."""
+                if shift is not None:
+                    logits = logits - shift
+                log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+                picked = log_probs[target_rows, target_columns] * target_weights
+                per_user = torch.zeros(logits.shape[0], device=device).index_add_(0, target_rows, picked)
+                per_user = per_user / user_weight
+                if users is None:
+                    return per_user.sum() / batch.n_learning
+                return (per_user * users).sum() / users.sum().clamp(min=1.0)
+
+            fused = net.temperature * sum(gate[:, position:position + 1] * scores[source]
+                                          for position, source in enumerate(SOURCES))
+            loss = -likelihood(fused)
+            if float(self.source_loss_weight) > 0:
+                # Each tower must also rank well on its own (keeps every source a real recommender).
+                standalone = net.source_temperature
+                has_history = (n_history > 0).float() * (user_weight > 1e-9).float()
+                loss = loss - float(self.source_loss_weight) * (
+                    likelihood(standalone[0] * scores["profile"])
+                    + likelihood(standalone[1] * scores["history"], has_history))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.item()) * batch.n_learning
+            weight_total += batch.n_learning
+        return total / max(weight_total, 1.0)
+
+    @torch.no_grad()
+    def _validate(self, prepared: "_Prepared") -> dict[str, float]:
+        metrics = {}
+        values = []
+        for kind, validation in prepared.validation.items():
+            scores = self._score_arrays(prepared.static[validation.users], validation.behaviour, validation.history)
+            ndcg = _ndcg(scores, validation.history, validation.relevant)
+            metrics[f"val_ndcg@{VALIDATION_K}_{kind}"] = float(np.mean(ndcg))
+            values.append(metrics[f"val_ndcg@{VALIDATION_K}_{kind}"])
+        if values:
+            metrics = {f"val_ndcg@{VALIDATION_K}": float(np.mean(values)), **metrics}
+        return metrics
+
+    # ------------------------------------------------------------------ scoring
+    def _inputs(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        device = self._device
+        history = _binary(history)
+        n_history = np.diff(history.indptr).astype(np.float32)
+        offsets = (history.indptr[:-1]).astype(np.int64)
+        profile = np.hstack([np.asarray(static, dtype=np.float32), np.asarray(behaviour, dtype=np.float32)])
+        return (torch.from_numpy(np.ascontiguousarray(profile)).to(device),
+                torch.from_numpy(history.indices.astype(np.int64)).to(device),
+                torch.from_numpy(offsets).to(device), torch.from_numpy(n_history).to(device))
+
+    @torch.no_grad()
+    def _score_arrays(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix) -> np.ndarray:
+        net = self._net
+        net.eval()
+        out = np.empty((history.shape[0], net.n_items), dtype=np.float32)
+        for start in range(0, history.shape[0], SCORE_BATCH):
+            stop = min(start + SCORE_BATCH, history.shape[0])
+            profile, items, offsets, n_history = self._inputs(static[start:stop], behaviour[start:stop],
+                                                              history[start:stop])
+            scores = net.logits(profile, items, offsets, n_history, self._content, self._id_mask)
+            out[start:stop] = scores.float().cpu().numpy()
+        return out
+
+    def _check_new_inputs(self, static, behaviour, history) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+        config = self._config
+        static = np.asarray(static, dtype=np.float32)
+        behaviour = np.asarray(behaviour, dtype=np.float32)
+        history = sp.csr_matrix(history)
+        n = history.shape[0]
+        problems = []
+        if static.ndim != 2 or static.shape != (n, config["n_static"]):
+            problems.append(f"static has shape {static.shape}, expected ({n}, {config['n_static']})")
+        if behaviour.ndim != 2 or behaviour.shape != (n, config["n_behaviour"]):
+            problems.append(f"behaviour has shape {behaviour.shape}, expected ({n}, {config['n_behaviour']})")
+        if history.shape[1] != config["n_items"]:
+            problems.append(f"history has {history.shape[1]} columns, expected {config['n_items']} (one per item)")
+        if problems:
+            raise ValueError("inputs do not match the fitted model: " + "; ".join(problems)
+                             + ". Encode people with the model's dataset.encode_new_users.")
+        return static, behaviour, history
+
+    def _known_user_inputs(self, user_index) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
+        dataset = self._require_fitted()
+        index = np.asarray(user_index, dtype=np.int64).reshape(-1)
+        if len(index) and (index.min() < 0 or index.max() >= dataset.n_users):
+            raise IndexError(f"user index out of range 0..{dataset.n_users - 1}")
+        return index, dataset.user_features[index], dataset.behaviour_features[index], dataset.matrix[index]
+
+    def score_users(self, user_index: np.ndarray) -> np.ndarray:
+        """Scores of every item for known users (their whole training history), float32 (n, n_items)."""
+        self._require_network()
+        _, static, behaviour, history = self._known_user_inputs(user_index)
+        return self._score_arrays(static, behaviour, history)
+
+    def score_new_users(self, static: np.ndarray, behaviour: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores for new people from :meth:`Dataset.encode_new_users` output, float32 (n, n_items).
+
+        An empty history row is scored from the profile (and content) alone.
+        """
+        self._require_network()
+        static, behaviour, history = self._check_new_inputs(static, behaviour, history)
+        return self._score_arrays(static, behaviour, history)
+
+    # ------------------------------------------------------------------ explanations
+    @torch.no_grad()
+    def _parts(self, static, behaviour, history):
+        net = self._net
+        net.eval()
+        profile, items, offsets, n_history = self._inputs(static, behaviour, history)
+        gate, profile_vector, history_vector, item_item = net.user_parts(profile, items, offsets, n_history)
+        return gate, profile_vector, history_vector, item_item, n_history
+
+    def _resolve_people(self, static, behaviour, history, user_index):
+        if user_index is not None:
+            if static is not None or behaviour is not None or history is not None:
+                raise ValueError("give either user_index (known users) or static/behaviour/history (new people), "
+                                 "not both")
+            index, static, behaviour, history = self._known_user_inputs(user_index)
+            labels = np.asarray(self.dataset.user_ids, dtype=object)[index]
+        else:
+            if static is None or behaviour is None:
+                raise ValueError("give user_index (known users) or static and behaviour (new people, from "
+                                 "dataset.encode_new_users)")
+            n = np.asarray(static).shape[0]
+            if history is None:
+                history = sp.csr_matrix((n, self._config["n_items"]), dtype=np.float32)
+            static, behaviour, history = self._check_new_inputs(static, behaviour, history)
+            labels = np.asarray([f"new_{i + 1}" for i in range(n)], dtype=object)
+        return static, behaviour, history, labels
+
+    def gate_weights(self, static: np.ndarray | None = None, behaviour: np.ndarray | None = None,
+                     history: sp.spmatrix | None = None, *, user_index: np.ndarray | None = None) -> pd.DataFrame:
+        """How much each signal is trusted for each person (the gate; rows sum to 1).
+
+        Parameters
+        ----------
+        static, behaviour, history
+            New people, as returned by :meth:`Dataset.encode_new_users` (``history`` may be omitted:
+            no history).
+        user_index : ndarray of int, optional
+            Known users instead (scored with their whole training history).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per person: ``person`` (user id, or ``new_1``...), ``n_history`` and one column
+            per source: ``profile``, ``history``, ``item_item``, ``popularity``. The sources score
+            on the same (standardised) scale, so the weights compare directly. A person without
+            history has ``history`` = ``item_item`` = 0 (as does everyone for ``item_item`` when
+            the model was built without it).
+        """
+        self._require_network()
+        static, behaviour, history, labels = self._resolve_people(static, behaviour, history, user_index)
+        gates = [np.zeros((0, len(SOURCES)), dtype=np.float32)]
+        for start in range(0, history.shape[0], SCORE_BATCH):
+            stop = min(start + SCORE_BATCH, history.shape[0])
+            gate, *_ = self._parts(static[start:stop], behaviour[start:stop], history[start:stop])
+            gates.append(gate.float().cpu().numpy())
+        gate = np.concatenate(gates)
+        frame = pd.DataFrame({"person": labels, "n_history": np.diff(_binary(history).indptr).astype(np.int64)})
+        for position, source in enumerate(SOURCES):
+            frame[source] = gate[:, position]
+        return frame
+
+    def explain(self, static: np.ndarray | None = None, behaviour: np.ndarray | None = None,
+                history: sp.spmatrix | None = None, item_index: np.ndarray | int | None = None, *,
+                user_index: np.ndarray | None = None) -> pd.DataFrame:
+        """Exact additive decomposition of scores into the signals that produced them.
+
+        Parameters
+        ----------
+        static, behaviour, history
+            New people, as returned by :meth:`Dataset.encode_new_users` (``history`` may be
+            omitted: no history).
+        item_index : int or ndarray of int, optional
+            Items to explain (the same for every person); all items by default.
+        user_index : ndarray of int, optional
+            Known users instead of new people.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (person, item), persons outer, items in the order given. Columns:
+
+            * ``person``, ``item_index``, ``item_id``, ``item`` (display label);
+            * by signal: ``profile`` (who the person is), ``history`` (learned embedding of the items
+              they interacted with), ``item_item`` (closed-form similarity to those items),
+              ``popularity`` (how popular the item is; predicted from content for new items),
+              ``total``; ``profile + history + item_item + popularity == total``;
+            * by item part: ``profile_collaborative`` + ``profile_content`` == ``profile``,
+              ``history_collaborative`` + ``history_content`` == ``history``; ``collaborative``
+              (the two ``*_collaborative`` parts plus ``item_item``) and ``content`` (the two
+              ``*_content`` parts), so ``collaborative + content + popularity == total``;
+            * ``gate_profile``, ``gate_history``, ``gate_item_item``, ``gate_popularity``: the
+              person's gate (already included in the contributions).
+
+            Each source's scores are standardised over the catalogue for the person, so a
+            contribution is ``temperature * gate * z``: positive when the source ranks the item
+            above its average item, negative below.
+
+            ``total`` equals the score :meth:`score_new_users` (or :meth:`score_users`) returns,
+            up to float32 rounding.
+        """
+        net = self._require_network()
+        dataset = self.dataset
+        static, behaviour, history, labels = self._resolve_people(static, behaviour, history, user_index)
+        items = np.arange(net.n_items) if item_index is None else np.asarray(item_index, dtype=np.int64).reshape(-1)
+        if len(items) and (items.min() < 0 or items.max() >= net.n_items):
+            raise IndexError(f"item index out of range 0..{net.n_items - 1}")
+        source_of = {"profile_collaborative": "profile", "profile_content": "profile",
+                     "history_collaborative": "history", "history_content": "history",
+                     "item_item": "item_item", "popularity": "popularity"}
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in source_of}
+        gates = []
+        columns = torch.from_numpy(items).to(self._device)
+        with torch.no_grad():
+            for start in range(0, history.shape[0], 256):
+                stop = min(start + 256, history.shape[0])
+                inputs = self._inputs(static[start:stop], behaviour[start:stop], history[start:stop])
+                gate, parts = net.source_scores(*inputs, self._content, self._id_mask, split_item_parts=True)
+                weight = net.temperature * gate
+                for name, source in source_of.items():
+                    position = SOURCES.index(source)
+                    values = weight[:, position:position + 1] * parts[name][:, columns]
+                    chunks[name].append(values.cpu().numpy().astype(np.float64))
+                gates.append(gate.cpu().numpy().astype(np.float64))
+        parts = {name: np.concatenate(values) if values else np.zeros((0, len(items))) for name, values in
+                 chunks.items()}
+        gate = np.concatenate(gates) if gates else np.zeros((0, len(SOURCES)))
+        n_people, n_explained = gate.shape[0], len(items)
+        frame = pd.DataFrame({
+            "person": np.repeat(labels, n_explained),
+            "item_index": np.tile(items, n_people),
+            "item_id": np.tile(dataset.item_ids[items], n_people),
+            "item": np.tile(dataset.item_labels(items), n_people),
+        })
+        profile = parts["profile_collaborative"] + parts["profile_content"]
+        history_part = parts["history_collaborative"] + parts["history_content"]
+        frame["profile"] = profile.ravel()
+        frame["history"] = history_part.ravel()
+        frame["item_item"] = parts["item_item"].ravel()
+        frame["popularity"] = parts["popularity"].ravel()
+        frame["total"] = (profile + history_part + parts["item_item"] + parts["popularity"]).ravel()
+        for name in ("profile_collaborative", "profile_content", "history_collaborative", "history_content"):
+            frame[name] = parts[name].ravel()
+        frame["collaborative"] = (parts["profile_collaborative"] + parts["history_collaborative"]
+                                  + parts["item_item"]).ravel()
+        frame["content"] = (parts["profile_content"] + parts["history_content"]).ravel()
+        for position, source in enumerate(SOURCES):
+            frame[f"gate_{source}"] = np.repeat(gate[:, position], n_explained)
+        return frame
+
+    def explain_new_users(self, profiles: pd.DataFrame, item_ids=None,
+                          histories: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+        """:meth:`explain` for people described like :meth:`recommend_new_users` takes them.
+
+        Parameters
+        ----------
+        profiles : pandas.DataFrame
+            A ``user_id`` column (any labels) and profile columns.
+        item_ids : list of item ids, optional
+            Items to explain (all by default).
+        histories : dict, optional
+            Label -> item ids the person already interacted with.
+
+        Returns
+        -------
+        pandas.DataFrame
+            As :meth:`explain`, with ``person`` holding the labels of ``profiles``.
+
+        Raises
+        ------
+        KeyError
+            An item id that is not in the data.
+        """
+        dataset = self._require_fitted()
+        static, behaviour, history = dataset.encode_new_users(profiles, histories)
+        items = None if item_ids is None else dataset.item_indices(
+            [item_ids] if isinstance(item_ids, str) else list(item_ids))
+        frame = self.explain(static, behaviour, history, items)
+        labels = np.asarray(new_user_labels(profiles), dtype=object)
+        frame["person"] = np.repeat(labels, len(frame) // max(len(labels), 1))
+        return frame
+
+    # ------------------------------------------------------------------ embeddings
+    @torch.no_grad()
+    def item_embeddings(self) -> np.ndarray:
+        """Item vectors ``v_i = E_i + C(content_i)`` (new items: content only), float32 (n_items, dim)."""
+        net = self._require_network()
+        collaborative, content_vectors, _ = net.item_parts(self._content, self._id_mask)
+        return (collaborative + content_vectors).float().cpu().numpy()
+
+    @torch.no_grad()
+    def user_embeddings(self) -> np.ndarray:
+        """Fused user vectors ``g_profile p(u) + g_history h(u)`` of the training users, float32 (n_users, dim).
+
+        The item-item source has no vector form and is not included.
+        """
+        self._require_network()
+        dataset = self.dataset
+        out = np.empty((dataset.n_users, self._net.dim), dtype=np.float32)
+        for start in range(0, dataset.n_users, SCORE_BATCH):
+            index = np.arange(start, min(start + SCORE_BATCH, dataset.n_users))
+            _, static, behaviour, history = self._known_user_inputs(index)
+            gate, profile_vector, history_vector, _, _ = self._parts(static, behaviour, history)
+            out[index] = (gate[:, :1] * profile_vector + gate[:, 1:2] * history_vector).float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        net = self._require_network()
+        arrays = {f"net.{name}": tensor.detach().cpu().numpy().copy() for name, tensor in net.state_dict().items()}
+        arrays["item_id_mask"] = self._id_mask.detach().cpu().numpy().copy()
+        return dict(self._config), arrays
+
+    def _set_state(self, config: dict, arrays: Mapping[str, np.ndarray]) -> None:
+        dataset = self._require_fitted()
+        expected = {"n_items": dataset.n_items, "n_static": dataset.user_features.shape[1],
+                    "n_behaviour": dataset.behaviour_features.shape[1], "n_content": dataset.item_features.shape[1]}
+        for key, value in expected.items():
+            if int(config.get(key, -1)) != value:
+                raise ValueError(f"the model was trained with {key}={config.get(key)}, but the data has {value}")
+        try:
+            device = resolve_device(self.device)
+        except ValueError as error:
+            logger.warning("fused: %s; loading on the CPU instead.", error)
+            device = torch.device("cpu")
+        net = _FusedNetwork(n_items=expected["n_items"], n_static=expected["n_static"],
+                            n_behaviour=expected["n_behaviour"], n_content=expected["n_content"],
+                            dim=int(config["dim"]), hidden=int(config["hidden"]),
+                            gate_hidden=int(config["gate_hidden"]), n_item_item=int(config["n_item_item"]),
+                            generator=torch.Generator().manual_seed(0))
+        state = net.state_dict()
+        missing = sorted(set(state) - {k[4:] for k in arrays if k.startswith("net.")})
+        if missing:
+            raise ValueError(f"the bundle lacks the weights {', '.join(missing[:5])}")
+        loaded = {}
+        for name, tensor in state.items():
+            array = np.asarray(arrays[f"net.{name}"])
+            if tuple(array.shape) != tuple(tensor.shape):
+                raise ValueError(f"weights {name} have shape {tuple(array.shape)}, expected {tuple(tensor.shape)}")
+            loaded[name] = torch.from_numpy(array.astype(tensor.numpy().dtype, copy=True))
+        net.load_state_dict(loaded)
+        id_mask = np.asarray(arrays.get("item_id_mask", np.ones(expected["n_items"], dtype=np.float32)))
+        if id_mask.shape != (expected["n_items"],):
+            raise ValueError(f"item_id_mask has shape {id_mask.shape}, expected ({expected['n_items']},)")
+        self._device = device
+        self._net = net.to(device).eval()
+        self._id_mask = torch.from_numpy(id_mask.astype(np.float32)).to(device)
+        self._content = (torch.from_numpy(dataset.item_features).to(device)
+                         if dataset.item_features.shape[1] else None)
+        self._config = dict(config)
+        self._history = []

@@ -1,0 +1,297 @@
+"""What is special about FusedRecommender (the shared contract is in test_contract.py)."""
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recommender import Dataset, ModelFitError
+from recommender.models import PopularityRecommender, Recommender
+from recommender.models.device import available_devices, resolve_device
+from recommender.models.fused import SOURCES, FusedRecommender, _FusedNetwork
+
+#: Small and fast: the planted patterns below are learnt in well under a second.
+FAST = {"dim": 16, "hidden": 32, "gate_hidden": 8, "max_epochs": 12, "patience": 4, "batch_size": 64}
+
+
+def _planted(seed: int = 0) -> Dataset:
+    """Gender decides the liked category; one cold item per category (never interacted with).
+
+    Category B is more popular overall (more men, more interactions each), so popularity alone
+    recommends B items to everyone, while women only like A.
+    """
+    rng = np.random.default_rng(seed)
+    n_users, per_category = 240, 20
+    genders = np.where(np.arange(n_users) % 3 == 0, "F", "M")
+    users = pd.DataFrame({"user_id": [f"u{i:03d}" for i in range(n_users)], "gender": genders,
+                          "region": rng.choice(["north", "south", "east"], size=n_users)})
+    items = pd.DataFrame({
+        "item_id": [f"{c}{i:02d}" for c in "AB" for i in range(per_category + 1)],
+        "category": [c for c in "AB" for _ in range(per_category + 1)],
+        "colour": rng.choice(["red", "blue", "green"], size=2 * (per_category + 1)),
+    })
+    rows = []
+    for user, gender in zip(users["user_id"], genders):
+        category = "A" if gender == "F" else "B"
+        n = int(rng.integers(4, 9))
+        for i in rng.choice(per_category, size=n, replace=False):  # item number 20 stays cold
+            rows.append((user, f"{category}{i:02d}"))
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    return Dataset.from_frames(interactions, users, items, name="planted")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return _planted()
+
+
+@pytest.fixture(scope="module")
+def planted_model(planted):
+    return FusedRecommender(**FAST, seed=0).fit(planted)
+
+
+def _people(planted: Dataset, genders) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    profiles = pd.DataFrame({"user_id": [f"p{i}" for i in range(len(genders))], "gender": list(genders),
+                             "region": ["north"] * len(genders)})
+    return planted.encode_new_users(profiles)
+
+
+def test_finds_a_pattern_only_the_profile_reveals(planted, planted_model):
+    static, behaviour, history = _people(planted, ["F", "M"] * 5)
+    liked = np.array([[c == ("A" if g == "F" else "B") for c in planted.items["category"]]
+                      for g in ["F", "M"] * 5])
+
+    def precision(model):
+        scores = model.score_new_users(static, behaviour, history)
+        top = np.argsort(-scores, axis=1)[:, :10]
+        return np.take_along_axis(liked, top, axis=1).mean()
+
+    popularity = PopularityRecommender().fit(planted)
+    assert precision(popularity) <= 0.6  # the same list for everyone: right for men only
+    assert precision(planted_model) >= 0.9
+    gate = planted_model.gate_weights(static, behaviour, history)
+    assert (gate["history"] == 0).all() and (gate["item_item"] == 0).all()
+    np.testing.assert_allclose(gate[list(SOURCES)].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_explanations_add_up_to_the_scores(planted, planted_model):
+    static, behaviour, _ = _people(planted, ["F", "M", "F"])
+    history = sp.csr_matrix(([1.0, 1.0, 1.0], ([1, 2, 2], [3, 0, 5])), shape=(3, planted.n_items))
+    items = np.array([0, 5, 20, 21, 30, 41])
+    frame = planted_model.explain(static, behaviour, history, items)
+    assert len(frame) == 3 * len(items)
+    assert frame["item_index"].tolist() == items.tolist() * 3
+    scores = planted_model.score_new_users(static, behaviour, history)[:, items].ravel()
+    parts = frame[["profile", "history", "item_item", "popularity"]].sum(axis=1)
+    np.testing.assert_allclose(parts, frame["total"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(frame["total"], scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(frame[["collaborative", "content", "popularity"]].sum(axis=1), frame["total"],
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(frame["profile_collaborative"] + frame["profile_content"], frame["profile"],
+                               atol=1e-9)
+    # The person without history gets nothing from the history-based sources.
+    first = frame[frame["person"] == "new_1"]
+    assert (first[["history", "item_item", "gate_history", "gate_item_item"]] == 0).all().all()
+    assert (frame.loc[frame["person"] != "new_1", "gate_history"] > 0).all()
+
+
+def test_explanations_for_known_users_match_score_users(planted, planted_model):
+    users = np.array([0, 1, 7])
+    frame = planted_model.explain(user_index=users)
+    scores = planted_model.score_users(users).ravel()
+    np.testing.assert_allclose(frame["total"], scores, rtol=1e-4, atol=1e-4)
+    assert frame["person"].unique().tolist() == list(planted.user_ids[users])
+    with pytest.raises(ValueError, match="either user_index"):
+        planted_model.explain(np.zeros((1, 1)), np.zeros((1, 1)), user_index=users)
+
+
+def test_explain_new_users_labels_people_and_items(planted, planted_model):
+    profiles = pd.DataFrame({"user_id": ["ann", "bob"], "gender": ["F", "M"]})
+    frame = planted_model.explain_new_users(profiles, ["A00", "B00"], histories={"bob": ["B01"]})
+    assert frame[["person", "item_id"]].values.tolist() == [["ann", "A00"], ["ann", "B00"], ["bob", "A00"],
+                                                            ["bob", "B00"]]
+    listed = planted_model.recommend_new_users(profiles, k=planted.n_items, histories={"bob": ["B01"]})
+    expected = listed.set_index(["user_id", "item_id"])["score"]
+    for person, item, total in frame[["person", "item_id", "total"]].itertuples(index=False):
+        assert total == pytest.approx(expected[(person, item)], abs=1e-4)
+    with pytest.raises(KeyError, match="NOPE"):
+        planted_model.explain_new_users(profiles, ["NOPE"])
+
+
+def test_known_users_are_scored_like_new_people_with_the_same_inputs(planted, planted_model):
+    users = np.array([2, 3])
+    as_new = planted_model.score_new_users(planted.user_features[users], planted.behaviour_features[users],
+                                           planted.matrix[users])
+    np.testing.assert_allclose(planted_model.score_users(users), as_new, rtol=1e-5, atol=1e-5)
+
+
+def test_new_items_are_scored_from_content_and_can_be_recommended(planted, planted_model):
+    cold = planted.item_indices(["A20", "B20"])
+    assert (np.bincount(planted.item_index, minlength=planted.n_items)[cold] == 0).all()
+    static, behaviour, history = _people(planted, ["F", "M"])
+    scores = planted_model.score_new_users(static, behaviour, history)
+    assert np.isfinite(scores).all()
+    category_a = (planted.items["category"] == "A").to_numpy()
+    # Each new item ranks among its own category's items: above every item of the other category.
+    assert scores[0, cold[0]] > scores[0, ~category_a].max()
+    assert scores[1, cold[1]] > scores[1, category_a].max()
+    profiles = pd.DataFrame({"user_id": ["f"], "gender": ["F"]})
+    listed = planted_model.recommend_new_users(profiles, k=planted.n_items // 2)
+    assert "A20" in set(listed["item_id"])
+
+
+def test_same_seed_same_model_on_cpu(planted):
+    first = FusedRecommender(**FAST, seed=3, device="cpu").fit(planted)
+    second = FusedRecommender(**FAST, seed=3, device="cpu").fit(planted)
+    other = FusedRecommender(**FAST, seed=4, device="cpu").fit(planted)
+    users = np.arange(20)
+    np.testing.assert_array_equal(first.score_users(users), second.score_users(users))
+    assert not np.array_equal(first.score_users(users), other.score_users(users))
+
+
+def test_fitting_leaves_global_random_state_alone(planted):
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    FusedRecommender(**{**FAST, "max_epochs": 2}, seed=1).fit(planted)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+
+
+def test_callback_every_epoch_and_false_stops_keeping_a_usable_model(planted):
+    calls = []
+
+    def callback(epoch, losses, metrics):
+        calls.append((epoch, dict(losses), dict(metrics)))
+        return False if epoch == 3 else None
+
+    model = FusedRecommender(**{**FAST, "max_epochs": 10, "patience": 10}, seed=0).fit(planted, callback=callback)
+    assert [epoch for epoch, _, _ in calls] == [1, 2, 3]
+    assert all(np.isfinite(losses["train"]) for _, losses, _ in calls)
+    assert all("val_ndcg@10" in metrics for _, _, metrics in calls)
+    assert len(model.training_history) == 3
+    frame = model.recommend(list(planted.user_ids[:2]), k=5)
+    assert len(frame) == 10 and np.isfinite(frame["score"]).all()
+
+
+def test_callback_sees_every_epoch_until_early_stopping(planted):
+    epochs = []
+    model = FusedRecommender(**{**FAST, "max_epochs": 6}, seed=0).fit(
+        planted, callback=lambda epoch, losses, metrics: epochs.append(epoch))
+    assert epochs == list(range(1, len(model.training_history) + 1))
+    assert 1 <= model._config["best_epoch"] <= len(epochs)
+
+
+def test_a_huge_learning_rate_raises_model_fit_error_naming_it(planted):
+    model = FusedRecommender(**FAST, learning_rate=1e6, seed=0)
+    with pytest.raises(ModelFitError, match="learning rate"):
+        model.fit(planted)
+
+
+def test_nan_after_a_good_epoch_keeps_the_last_good_weights(planted, monkeypatch):
+    snapshots = {}
+    original = _FusedNetwork.source_scores
+
+    def poisoned(self, *args, **kwargs):
+        gate, scores = original(self, *args, **kwargs)
+        if self.training and snapshots:
+            scores = {name: value * float("nan") for name, value in scores.items()}
+        return gate, scores
+
+    def callback(epoch, losses, metrics):
+        snapshots[epoch] = model.score_users(np.arange(5))
+
+    monkeypatch.setattr(_FusedNetwork, "source_scores", poisoned)
+    model = FusedRecommender(**FAST, seed=0)
+    with pytest.raises(ModelFitError, match="epoch 2.*learning rate.*epoch 1"):
+        model.fit(planted, callback=callback)
+    monkeypatch.setattr(_FusedNetwork, "source_scores", original)
+    np.testing.assert_array_equal(model.score_users(np.arange(5)), snapshots[1])
+
+
+def test_nan_in_the_first_epoch_leaves_the_model_unfitted(planted, monkeypatch):
+    original = _FusedNetwork.source_scores
+
+    def poisoned(self, *args, **kwargs):
+        gate, scores = original(self, *args, **kwargs)
+        return gate, {name: value * float("inf") for name, value in scores.items()}
+
+    monkeypatch.setattr(_FusedNetwork, "source_scores", poisoned)
+    model = FusedRecommender(**FAST, seed=0)
+    with pytest.raises(ModelFitError, match="learning rate"):
+        model.fit(planted)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.score_users(np.arange(2))
+
+
+def test_save_and_load_give_identical_scores_and_explanations(planted, planted_model, tmp_path):
+    loaded = Recommender.load(planted_model.save(tmp_path / "fused.recolens"))
+    assert isinstance(loaded, FusedRecommender)
+    users = np.arange(10)
+    np.testing.assert_array_equal(loaded.score_users(users), planted_model.score_users(users))
+    static, behaviour, history = _people(planted, ["F"])
+    pd.testing.assert_frame_equal(loaded.explain(static, behaviour, history, [0, 1]),
+                                  planted_model.explain(static, behaviour, history, [0, 1]))
+    np.testing.assert_array_equal(loaded.item_embeddings(), planted_model.item_embeddings())
+
+
+def test_weights_of_other_data_are_rejected(planted, planted_model):
+    config, arrays = planted_model._get_state()
+    model = FusedRecommender(**FAST)
+    model.dataset = planted
+    with pytest.raises(ValueError, match="n_items"):
+        model._set_state({**config, "n_items": config["n_items"] + 1}, arrays)
+    name = "net.item_embedding"
+    with pytest.raises(ValueError, match="item_embedding"):
+        model._set_state(config, {**arrays, name: arrays[name][:, :-1]})
+
+
+def test_gpu_weights_are_moved_to_the_cpu_before_saving(planted_model):
+    _, arrays = planted_model._get_state()
+    assert all(isinstance(value, np.ndarray) for value in arrays.values())
+
+
+def test_embeddings_and_similar_items(planted, planted_model):
+    items = planted_model.item_embeddings()
+    users = planted_model.user_embeddings()
+    assert items.shape == (planted.n_items, FAST["dim"]) and users.shape == (planted.n_users, FAST["dim"])
+    similar = planted_model.similar_items("A00", k=5)
+    assert similar["similar_item_id"].str.startswith("A").mean() >= 0.8
+
+
+def test_explicit_ratings_fit(planted):
+    interactions = pd.DataFrame({"user_id": planted.user_ids[planted.user_index],
+                                 "item_id": planted.item_ids[planted.item_index],
+                                 "rating": np.array([2.0, 4.0, 5.0])[np.arange(planted.n_interactions) % 3]})
+    rated = Dataset.from_frames(interactions, columns={"rating": "rating"})
+    model = FusedRecommender(**FAST, seed=0).fit(rated)
+    assert model._config["positive_threshold"] == pytest.approx(3.5)
+    assert np.isfinite(model.score_users(np.arange(5))).all()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"dim": 0}, "dim"), ({"learning_rate": -1.0}, "learning_rate"), ({"cold_rate": 0.7, "few_shot_rate": 0.5},
+                                                                       "cold_rate"),
+])
+def test_bad_settings_are_rejected(planted, settings, message):
+    with pytest.raises(ValueError, match=message):
+        FusedRecommender(**settings).fit(planted)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_runs_on_each_available_device(planted, device):
+    if device not in available_devices():
+        pytest.skip(f"no {device} here")
+    model = FusedRecommender(**{**FAST, "max_epochs": 2}, device=device).fit(planted)
+    scores = model.score_users(np.arange(4))
+    assert isinstance(scores, np.ndarray) and scores.dtype == np.float32 and np.isfinite(scores).all()
+    static, behaviour, history = _people(planted, ["F"])
+    assert np.isfinite(model.score_new_users(static, behaviour, history)).all()
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            resolve_device("cuda:0")
