@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
+
 from recommender.analysis import (K_MIN_DEFAULT, K_MIN_FLOOR, compare_segments, profile_groups, projection_2d,
                                   safe_csv, segment_assignments, segment_users)
 from recommender.errors import DataError
@@ -58,17 +60,7 @@ def source_label(source: str) -> str:
 
 def groupable_columns() -> list[str]:
     """Profile columns that split people into groups (not multi-label or free text)."""
-    def compute() -> list[str]:
-        columns = []
-        for column in dataset.profile_encoder.columns:
-            try:
-                profile_groups(dataset, column)
-            except (KeyError, ValueError):
-                continue
-            columns.append(column)
-        return columns
-
-    return state.memo("segments_groupable_columns", compute)
+    return state.memo("segments_groupable_columns", lambda: analysis_groupable_columns(dataset))
 
 
 def plural(count: int, noun: str) -> str:

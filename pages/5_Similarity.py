@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
+
 from recommender.analysis import (K_MIN_DEFAULT, K_MIN_FLOOR, affinity_matrix, explain_pair, item_similarity_matrix,
                                   profile_groups, segment_users, user_similarity_matrix)
 from recommender.analysis.similarity import MAX_ITEMS
@@ -55,17 +57,7 @@ def show_notice(matrix) -> None:
 
 
 def groupable_columns() -> list[str]:
-    def compute() -> list[str]:
-        columns = []
-        for column in dataset.profile_encoder.columns:
-            try:
-                profile_groups(dataset, column)
-            except (KeyError, ValueError):
-                continue
-            columns.append(column)
-        return columns
-
-    return state.memo("segments_groupable_columns", compute)
+    return state.memo("segments_groupable_columns", lambda: analysis_groupable_columns(dataset))
 
 
 def compute_matrix(key: tuple, compute):

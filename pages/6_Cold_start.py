@@ -20,6 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
+
 from recommender.analysis.coldstart import (SimulationResult, change_one_thing, new_item_audience,
                                             profile_form_schema, simulate)
 from recommender.analysis.privacy import K_MIN_DEFAULT, K_MIN_FLOOR
@@ -135,17 +137,7 @@ def item_choices() -> tuple[list[str], dict[str, str]]:
 
 def group_columns() -> list[str]:
     """Profile columns that split people into groups (not multi-label or free text)."""
-    def compute():
-        columns = []
-        for column in dataset.profile_encoder.columns:
-            try:
-                profile_groups(dataset, column)
-            except (KeyError, ValueError):
-                continue
-            columns.append(column)
-        return columns
-
-    return state.memo("coldstart_group_columns", compute)
+    return state.memo("coldstart_group_columns", lambda: analysis_groupable_columns(dataset))
 
 
 def freeze(value: Any) -> Any:

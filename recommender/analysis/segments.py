@@ -874,3 +874,15 @@ def segment_assignments(result: SegmentResult, dataset: Dataset | None = None, k
         notes.append(f"{int((labels < 0).sum()):,} user(s) without a segment are not exported.")
     frame.attrs["notice"] = " ".join(notes)
     return frame
+
+
+def groupable_columns(dataset: Dataset) -> list[str]:
+    """Profile columns that split people into groups (not multi-label or free text)."""
+    columns = []
+    for column in dataset.profile_encoder.columns:
+        try:
+            profile_groups(dataset, column)
+        except (KeyError, ValueError):
+            continue
+        columns.append(column)
+    return columns
