@@ -11,7 +11,9 @@ Examples
     python benchmarks/tune_fused.py --strength 0.1 0.6 0.9           # three settings
     python benchmarks/tune_fused.py --params '{"dim": 128}' --tag d128
     python benchmarks/tune_fused.py --protocols warm --models fused ease
-    python benchmarks/tune_fused.py --speed                          # fit time on ~100k interactions
+    python benchmarks/tune_fused.py --threads 1 --split-seeds 0 1 2 --strength 0.1 0.6 0.9  # the results table
+    python benchmarks/tune_fused.py --speed --n-users 5000 --n-items 2000 --n-interactions 100000
+    python benchmarks/tune_fused.py --speed --n-users 100000 --n-items 20000 --n-interactions 1000000
 """
 from __future__ import annotations
 

@@ -986,6 +986,7 @@ class FusedRecommender(Recommender):
                 loss = loss - float(self.source_loss_weight) * (
                     likelihood(standalone[0] * scores["profile"])
                     + likelihood(standalone[1] * scores["history"], has_history))
+
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss {loss.item()}")
             optimizer.zero_grad(set_to_none=True)

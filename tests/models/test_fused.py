@@ -14,6 +14,15 @@ from recommender.models.fused import SOURCES, FusedRecommender, _FusedNetwork
 FAST = {"dim": 16, "hidden": 32, "gate_hidden": 8, "max_epochs": 12, "patience": 4, "batch_size": 64}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny fits are dominated by thread start-up; one thread keeps them fast on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _planted(seed: int = 0) -> Dataset:
     """Gender decides the liked category; one cold item per category (never interacted with).
 
