@@ -242,3 +242,20 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame({"user_id": pd.Series(dtype=object), "rank": pd.Series(dtype=int),
                              "item_id": pd.Series(dtype=object), "score": pd.Series(dtype=np.float32)})
     return pd.concat(frames, ignore_index=True)
+
+
+class HistoryRecommender(Recommender):
+    """A model that scores a person from the items they interacted with alone (item-item models).
+
+    Subclasses implement :meth:`_scores`; known and new people are scored the same way.
+    """
+
+    @abstractmethod
+    def _scores(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores, float32 (n_rows, n_items), for a users x items history matrix."""
+
+    def score_users(self, user_index: np.ndarray) -> np.ndarray:
+        return self._scores(self._require_fitted().matrix[np.asarray(user_index)])
+
+    def score_new_users(self, static: np.ndarray, behaviour: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        return self._scores(history)

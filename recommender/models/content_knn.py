@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, Recommender, register
+from .base import Callback, HistoryRecommender, Recommender, register
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def top_k_similarity(unit: np.ndarray, k: int) -> sp.csr_matrix:
 
 
 @register
-class ContentKNNRecommender(Recommender):
+class ContentKNNRecommender(HistoryRecommender):
     """Item-item cosine similarity on item content features.
 
     Parameters
@@ -107,12 +107,6 @@ class ContentKNNRecommender(Recommender):
         empty = np.diff(binary.indptr) == 0
         scores[empty] = self._popularity
         return scores
-
-    def score_users(self, user_index: np.ndarray) -> np.ndarray:
-        return self._scores(self.dataset.matrix[np.asarray(user_index)])
-
-    def score_new_users(self, static: np.ndarray, behaviour: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return self._scores(history)
 
     def item_similarity(self, item_index: np.ndarray) -> np.ndarray:
         """Cosine similarity of the content features (all items, not only the kept neighbours)."""

@@ -21,7 +21,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, Recommender, register
+from .base import Callback, HistoryRecommender, Recommender, register
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
 
 
 @register
-class EASERecommender(Recommender):
+class EASERecommender(HistoryRecommender):
     """Item-item linear model with a closed-form solution.
 
     Parameters
@@ -121,12 +121,6 @@ class EASERecommender(Recommender):
         empty = np.diff(binary.indptr) == 0
         scores[empty] = self._popularity
         return scores
-
-    def score_users(self, user_index: np.ndarray) -> np.ndarray:
-        return self._scores(self.dataset.matrix[np.asarray(user_index)])
-
-    def score_new_users(self, static: np.ndarray, behaviour: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return self._scores(history)
 
     def item_similarity(self, item_index: np.ndarray) -> np.ndarray:
         """Row ``i`` of ``B``: how strongly item ``i`` points to each item (0 outside the model)."""
