@@ -83,11 +83,13 @@ def print_quality(frame: pd.DataFrame, k: int = 10) -> None:
                                                        for c, r in ratio.items()))
 
 
-def speed(models) -> None:
+def speed(models, max_interactions: int = 1_000_000) -> None:
     print("\n### Fit time (defaults) and new-profile latency\n")
     print("| interactions | users | items | model | fit (s) |")
     print("|---|---|---|---|---|")
     for n_users, n_items, n_interactions in ((10_000, 2_000, 100_000), (100_000, 20_000, 1_000_000)):
+        if n_interactions > max_interactions:
+            continue
         data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=3)
         dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="speed")
         chosen = models if n_interactions <= 100_000 else [m for m in models if m in ("fused", "als", "popularity")]
@@ -120,6 +122,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default=",".join(REGISTRY))
     parser.add_argument("--speed", action="store_true", help="also measure fit times and latency")
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--max-interactions", type=int, default=1_000_000,
+                        help="--speed: skip data sets larger than this (1M takes minutes)")
     args = parser.parse_args(argv)
     models = args.models.split(",")
     print(f"Machine: {machine()}")
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
         for _, row in errors.iterrows():
             print(f"\nerror: {row['model']} on {row['setting']}/{row['protocol']}: {row['error']}")
     if args.speed:
-        speed(models)
+        speed(models, args.max_interactions)
 
 
 if __name__ == "__main__":

@@ -510,7 +510,8 @@ class TrainingJob(BackgroundJob):
             return
         except Exception as error:  # the page shows a sentence; the log keeps the traceback
             logger.exception("training %s failed", state.name)
-            self._end_model(state, "failed", f"{state.name} could not be trained: {plain_error(error)}", False)
+            self._end_model(state, "failed", f"{model_label(state.name)} could not be trained: {plain_error(error)}",
+                            False)
             return
         with self._lock:
             if state.stopped:
@@ -533,18 +534,20 @@ class TrainingJob(BackgroundJob):
             state.seconds = time.perf_counter() - state.started
 
     def _finish(self) -> tuple[str, str]:
+        # Messages for people: models by their display names ("Fused (profile + history + content)").
         failed = [state for state in self._models if state.status == "failed"]
         usable = [state.name for state in self._models if state.usable]
         if failed:
-            text = " ".join(f"{state.name}: {state.message}" if not state.message.startswith(state.name)
-                            else state.message for state in failed)
+            text = " ".join(f"{model_label(state.name)}: {state.message}"
+                            if not state.message.startswith(model_label(state.name)) else state.message
+                            for state in failed)
             return FAILED, text
         if self._cancel_event.is_set():
-            kept = f" Kept: {', '.join(usable)}." if usable else " No model was kept."
+            kept = f" Kept: {', '.join(map(model_label, usable))}." if usable else " No model was kept."
             return CANCELLED, "Training was cancelled." + kept
         order = model_names()
         usable.sort(key=lambda name: order.index(name) if name in order else len(order))
-        return DONE, f"Trained {', '.join(usable)} in {self.elapsed():.1f} s."
+        return DONE, f"Trained {', '.join(map(model_label, usable))} in {self.elapsed():.1f} s."
 
 
 def _still_usable(model: Recommender) -> bool:

@@ -90,7 +90,7 @@ def test_a_job_trains_baselines_and_reports_one_step_each(shop):
     assert set(snap.fitted) == {"popularity", "ease"}
     assert [model.status for model in snap.models] == ["done", "done"]
     assert all(model.epoch == 1 and len(model.history) == 1 for model in snap.models)
-    assert "Trained popularity, ease" in snap.message
+    assert "Trained Popularity, EASE in" in snap.message          # display names, in the pages' order
     recommendations = snap.fitted["ease"].recommend([shop.user_ids[0]], k=5)
     assert len(recommendations) == 5
 
@@ -141,7 +141,7 @@ def test_cancel_skips_queued_models_and_keeps_the_ones_finished(shop):
     assert (stepped.status, stepped.epoch, stepped.usable) == ("cancelled", 2, True)
     assert (popularity.status, popularity.usable) == ("skipped", False)
     assert list(snap.fitted) == ["stepped"]
-    assert "Kept: stepped" in snap.message
+    assert "Kept: Stepped." in snap.message
 
 
 def test_snapshots_are_consistent_and_immutable_while_running(shop):
@@ -195,7 +195,7 @@ def test_a_diverging_fit_fails_with_the_message_and_no_model(shop):
     assert job.wait(PATIENCE)
     snap = job.snapshot()
     assert snap.status == FAILED
-    assert "learning rate" in snap.message and snap.message.startswith("stepped")
+    assert "learning rate" in snap.message and snap.message.startswith("Stepped: ")
     stepped, popularity = snap.models
     assert (stepped.status, stepped.epoch, stepped.usable) == ("failed", 2, False)
     assert popularity.status == "done"       # one failure does not stop the others
@@ -208,7 +208,7 @@ def test_an_unexpected_error_is_a_plain_message_and_the_traceback_is_logged(shop
         assert job.wait(PATIENCE)
     snap = job.snapshot()
     assert snap.status == FAILED
-    assert snap.message == "stepped could not be trained: out of memory"
+    assert snap.message == "Stepped could not be trained: out of memory"
     assert "Traceback" not in snap.message
     assert any(record.exc_info for record in caplog.records)
 

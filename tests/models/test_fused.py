@@ -91,7 +91,7 @@ def test_explanations_add_up_to_the_scores(planted, planted_model):
     assert len(frame) == 3 * len(items)
     assert frame["item_index"].tolist() == items.tolist() * 3
     scores = planted_model.score_new_users(static, behaviour, history)[:, items].ravel()
-    parts = frame[["profile", "history", "item_item", "popularity"]].sum(axis=1)
+    parts = frame[list(SOURCES)].sum(axis=1)
     np.testing.assert_allclose(parts, frame["total"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(frame["total"], scores, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(frame[["collaborative", "content", "popularity"]].sum(axis=1), frame["total"],
@@ -100,7 +100,8 @@ def test_explanations_add_up_to_the_scores(planted, planted_model):
                                atol=1e-9)
     # The person without history gets nothing from the history-based sources.
     first = frame[frame["person"] == "new_1"]
-    assert (first[["history", "item_item", "gate_history", "gate_item_item"]] == 0).all().all()
+    assert (first[["history", "item_item", "content_similarity", "gate_history", "gate_item_item",
+                   "gate_content_similarity"]] == 0).all().all()
     assert (frame.loc[frame["person"] != "new_1", "gate_history"] > 0).all()
 
 
@@ -304,3 +305,65 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             resolve_device("cuda:0")
+
+
+def test_new_user_embeddings_of_training_users_reproduce_user_embeddings(planted, planted_model):
+    users = np.array([0, 1, 5, 17])
+    vectors = planted_model.new_user_embeddings(planted.user_features[users], planted.behaviour_features[users],
+                                                planted.matrix[users])
+    assert vectors.shape == (4, FAST["dim"]) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, planted_model.user_embeddings()[users], rtol=1e-5, atol=1e-6)
+    static, behaviour, history = _people(planted, ["F", "M"])
+    without_history = planted_model.new_user_embeddings(static, behaviour, history)
+    assert not np.allclose(without_history[0], without_history[1])  # the profile alone places them apart
+    with pytest.raises(ValueError, match="encode_new_users"):
+        planted_model.new_user_embeddings(static[:, :-1], behaviour, history)
+
+
+def test_score_new_items_matches_how_the_catalogue_scores_an_item_without_interactions(planted, planted_model):
+    cold = planted.item_indices(["A20", "B20"])  # in the catalogue, never interacted with
+    scores = planted_model.score_new_items(planted.item_features[cold])
+    assert scores.shape == (planted.n_users, 2) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, planted_model.score_users(np.arange(planted.n_users))[:, cold],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_score_new_items_reaches_the_segment_whose_taste_it_matches(planted, planted_model, tmp_path):
+    loaded = Recommender.load(planted_model.save(tmp_path / "fused.recolens"))
+    new_items = planted.item_encoder.transform(pd.DataFrame({"category": ["A", "B"], "colour": ["red", "red"]},
+                                                            dtype=object))
+    scores = loaded.score_new_items(new_items)
+    women = (planted.users["gender"] == "F").to_numpy()
+    assert scores[women, 0].mean() > scores[~women, 0].mean()  # an A item appeals to women
+    assert scores[~women, 1].mean() > scores[women, 1].mean()  # a B item to men
+    assert (scores[women, 0] > scores[women, 1]).mean() >= 0.9
+    with pytest.raises(ValueError, match="item_encoder"):
+        loaded.score_new_items(new_items[:, :-1])
+    with pytest.raises(ValueError, match="item_encoder"):
+        loaded.score_new_items(new_items[0])
+
+
+def test_a_new_item_gets_nothing_from_the_interaction_sources_and_content_similarity_from_history(
+        planted, planted_model):
+    cold = planted.item_indices(["A20"])[0]
+    static, behaviour, _ = _people(planted, ["M"])
+    likes_a = sp.csr_matrix((np.ones(3), ([0, 0, 0], planted.item_indices(["A00", "A01", "A02"]))),
+                            shape=(1, planted.n_items))
+    frame = planted_model.explain(static, behaviour, likes_a, [cold, planted.item_indices(["B00"])[0]])
+    new_item, other = frame.iloc[0], frame.iloc[1]
+    # Nobody interacted with A20: item-item and similar people say nothing (the average item, 0).
+    assert new_item["item_item"] == 0 and new_item["similar_people"] == 0
+    # ...but it looks like the A items this person liked, unlike B00.
+    assert new_item["content_similarity"] > 0 > other["content_similarity"]
+    np.testing.assert_allclose(frame[list(SOURCES)].sum(axis=1), frame["total"], atol=1e-6)
+
+
+def test_similar_people_source_can_be_switched_off_and_the_gate_reflects_it(planted):
+    model = FusedRecommender(**{**FAST, "max_epochs": 2}, similar_people=0, content_neighbours=0, seed=0).fit(planted)
+    static, behaviour, _ = _people(planted, ["F"])
+    history = sp.csr_matrix(([1.0], ([0], [3])), shape=(1, planted.n_items))
+    gate = model.gate_weights(static, behaviour, history)
+    assert gate["similar_people"].iloc[0] == 0 and gate["content_similarity"].iloc[0] == 0
+    assert gate["history"].iloc[0] > 0
+    with pytest.raises(ValueError, match="similar_people"):
+        FusedRecommender(similar_people=-1).fit(planted)
