@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import machine  # noqa: E402
 from recommender import Dataset  # noqa: E402
-from recommender.analysis.coldstart import (baseline_models, change_one_thing, new_item_audience,  # noqa: E402
-                                            profile_form_schema, simulate)
+from recommender.analysis.coldstart import (baseline_models, change_one_thing, item_form_schema,  # noqa: E402
+                                            new_item_audience, profile_form_schema, simulate)
 from recommender.analysis.segments import segment_users  # noqa: E402
 from recommender.models.device import resolve_device  # noqa: E402
 from recommender.models.fused import FusedRecommender  # noqa: E402
@@ -43,15 +43,6 @@ from recommender.models.fused import FusedRecommender  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 100.0
 WARM_UP = 3
-
-
-class _ItemFields:
-    """The item encoder seen through :func:`profile_form_schema` (it reads only these three attributes)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.profile_encoder = dataset.item_encoder
-        self.users = dataset.items
-        self.user_roles = dataset.item_roles
 
 
 def random_answers(fields, rng: np.random.Generator, unseen_rate: float = 0.1) -> dict:
@@ -103,7 +94,7 @@ def main(argv=None) -> None:
 
     rng = np.random.default_rng(args.seed)
     profile_fields = profile_form_schema(dataset)
-    item_fields = profile_form_schema(_ItemFields(dataset))
+    item_fields = item_form_schema(dataset)
     group_columns = [spec.name for spec in profile_fields if spec.kind in ("select", "number")]
     people = []
     for _ in range(WARM_UP + args.profiles):

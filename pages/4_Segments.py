@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
-
 from recommender.analysis import (K_MIN_DEFAULT, K_MIN_FLOOR, compare_segments, profile_groups, projection_2d,
                                   safe_csv, segment_assignments, segment_users)
+from recommender.analysis.segments import DEFAULT_K_RANGE
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
 from recommender.errors import DataError
 from recommender.evaluation import metric_label
 from recommender.models.base import Recommender
@@ -31,7 +31,7 @@ TRAIN_PAGE, EVALUATE_PAGE = PAGES[1], PAGES[2]
 #: Representations that need no trained model.
 PROFILE_ONLY = "__profile__"
 INTERACTIONS_ONLY = "__interactions__"
-K_RANGE = (2, 10)
+K_RANGE = DEFAULT_K_RANGE
 #: Points drawn on the map (a seeded sample above this).
 MAP_POINTS = 3000
 #: Hover lines show at most this many profile columns.
@@ -39,6 +39,8 @@ HOVER_COLUMNS = 4
 SEED = 0
 CARDS_PER_ROW = 3
 COLOUR_BY_SEGMENT = "__segment__"
+#: How a model describes a person (``segment_users(representation=...)``).
+REPRESENTATION_LABELS = {"scores": "scores (what it recommends)", "embeddings": "user vectors"}
 
 dataset = page_setup("Segments", icon=":material/groups:")
 
@@ -85,11 +87,11 @@ def evaluation_frame() -> tuple[pd.DataFrame | None, list[str]]:
     return per_user[keep + metrics], metrics
 
 
-def run_segmentation(source: str, include_profile: bool, k: int | None, k_min: int):
+def run_segmentation(source: str, include_profile: bool, k: int | None, k_min: int, representation: str):
     """Segments for the chosen representation and settings (computed once per session and key)."""
     models = state.get_models()
     model = models.get(source)
-    key = (source, id(model), include_profile, k, k_min)
+    key = (source, id(model), include_profile, k, k_min, representation)
 
     def compute():
         if source == PROFILE_ONLY:
@@ -97,16 +99,16 @@ def run_segmentation(source: str, include_profile: bool, k: int | None, k_min: i
             return segment_users(dataset.user_features, dataset, k=k, k_range=K_RANGE, seed=SEED,
                                  cold_users="embedding", k_min=k_min)
         return segment_users(None if source == INTERACTIONS_ONLY else model, dataset, k=k, k_range=K_RANGE,
-                             include_profile=include_profile, seed=SEED, k_min=k_min)
+                             include_profile=include_profile, seed=SEED, k_min=k_min, representation=representation)
 
     with st.spinner("Finding segments..."):
         return analysis_charts.remembered("segments", key, compute)
 
 
-def segments_or_stop(source: str, include_profile: bool, k: int | None, k_min: int):
+def segments_or_stop(source: str, include_profile: bool, k: int | None, k_min: int, representation: str):
     """:func:`run_segmentation`, or the reason it failed and the end of the page."""
     try:
-        return run_segmentation(source, include_profile, k, k_min)
+        return run_segmentation(source, include_profile, k, k_min, representation)
     except DataError as error:
         st.error("Segments could not be computed.")
         show_problems(error.problems, key="segment_problems")
@@ -116,23 +118,32 @@ def segments_or_stop(source: str, include_profile: bool, k: int | None, k_min: i
 
 
 # ---------------------------------------------------------------------- sections
-def controls(sources: list[str], default: str) -> tuple[str, bool, int]:
+def controls(sources: list[str], default: str) -> tuple[str, bool, int, str]:
     cells = st.columns([2, 1, 1])
     source = cells[0].selectbox(
         "Represent each person by", sources, index=sources.index(default), format_func=source_label,
-        key="seg_source", help="A model's user vectors describe taste as the model learned it; the options "
-                               "without a model cluster the raw profile or the raw interactions.")
+        key="seg_source", help="A model describes taste as it learned it; the options without a model cluster "
+                               "the raw profile or the raw interactions.")
+    representation = "auto"
+    if source not in (PROFILE_ONLY, INTERACTIONS_ONLY):
+        representation = cells[0].radio(
+            "Describe each person by the model's", list(REPRESENTATION_LABELS), horizontal=True,
+            format_func=REPRESENTATION_LABELS.get, key="seg_representation",
+            help="Its scores: what it would recommend to the person, shaped by every signal it uses (the "
+                 "default; it matched the planted segments of generated data best). Its user vectors: the "
+                 "fused model's profile + history vector, which leaves out the item-to-item, similar-content "
+                 "and similar-people signals.")
     has_profile = dataset.user_features.shape[1] > 0
     include_profile = cells[1].toggle(
         "Include profile features", value=False, key="seg_profile", disabled=source == PROFILE_ONLY or not has_profile,
-        help="Add the profile attributes (age, region, ...) to what is clustered, with as much weight as the "
+        help="Add the profile attributes (age, region, ...) to what is clustered, with half the weight of the "
              "taste vector: segments then differ in who people are as well as in what they like.")
     k_min = int(cells[2].number_input(
         "Privacy threshold k_min", min_value=K_MIN_FLOOR, max_value=max(K_MIN_DEFAULT, dataset.n_users),
         value=K_MIN_DEFAULT, step=1, key="seg_k_min",
         help=f"Segments of fewer than k_min people are hidden in charts, cards and exports, because a small "
              f"group's description can identify the people in it. At least {K_MIN_FLOOR}."))
-    return source, include_profile and source != PROFILE_ONLY, k_min
+    return source, include_profile and source != PROFILE_ONLY, k_min, representation
 
 
 def choose_k(auto) -> int | None:
@@ -329,10 +340,11 @@ if not embedding_models:
             "segment people by the taste it learned.", icon=":material/info:")
     link_to_page(TRAIN_PAGE, label="Train a model")
 
-source, include_profile, k_min = controls(sources, default)
-auto = segments_or_stop(source, include_profile, None, k_min)
+source, include_profile, k_min, representation = controls(sources, default)
+auto = segments_or_stop(source, include_profile, None, k_min, representation)
 fixed_k = choose_k(auto)
-result = auto if fixed_k is None or fixed_k == auto.k else segments_or_stop(source, include_profile, fixed_k, k_min)
+result = auto if fixed_k is None or fixed_k == auto.k else segments_or_stop(source, include_profile, fixed_k, k_min,
+                                                                            representation)
 analysis_charts.latest_segments().update(result=result, label=source_label(source))
 origin = "the profile attributes alone" if source == PROFILE_ONLY else result.source
 st.caption(escape_markdown(f"{plural(result.k, 'segment')} from {origin}"

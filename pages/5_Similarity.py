@@ -94,7 +94,7 @@ def current_segments(k_min: int):
         candidates = {n: m for n, m in state.get_models().items() if overrides(m, "user_embeddings")}
         model = candidates.get("fused") or next(iter(candidates.values()), None)
         with st.spinner("Finding segments..."):
-            result = segment_users(model, dataset, k_range=(2, 10), seed=SEED, k_min=k_min)
+            result = segment_users(model, dataset, seed=SEED, k_min=k_min)
         label = (f"{model_label(model.name)} model" if model is not None
                  else "What people interacted with (no model)")
         latest.update(result=result, label=label)

@@ -2,10 +2,14 @@
 
 Thin on purpose: the form fields, the lists, the explanation, the segment and the audience come
 from :mod:`recommender.analysis.coldstart` (``profile_form_schema``, ``simulate``,
-``change_one_thing``, ``new_item_audience``); this page draws the form and the answers.
+``change_one_thing``, ``item_form_schema``, ``new_item_audience``); this page draws the form and
+the answers.
 
-The fused model explains its own scores (profile, liked items, item-to-item similarity,
-popularity; or collaborative / content / popularity). Popularity and segment popularity are
+The fused model explains its own scores (profile, liked items, item-to-item similarity, similar
+content, similar people, popularity: whichever sources it uses; or collaborative / content /
+popularity), places the new person in a segment by its own vector for them, and scores a new
+item from its attributes (``score_new_items``); without a fused model the new-item audience
+falls back to content similarity and says so. Popularity and segment popularity are
 shown beside it: the trained ones when the session has them, otherwise fitted here on the fly
 (they take well under a second). Segments are the latest ones of the Segments page when there
 are any, otherwise found once per model here.
@@ -20,12 +24,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
-
-from recommender.analysis.coldstart import (SimulationResult, change_one_thing, new_item_audience,
-                                            profile_form_schema, simulate)
+from recommender.analysis.coldstart import (SimulationResult, change_one_thing, item_form_schema,
+                                            new_item_audience, profile_form_schema, simulate)
 from recommender.analysis.privacy import K_MIN_DEFAULT, K_MIN_FLOOR
-from recommender.analysis.segments import SegmentResult, profile_groups, segment_users
+from recommender.analysis.segments import SegmentResult, segment_users
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
 from recommender.errors import DataError
 from recommender.features import UNKNOWN
 from recommender.models import REGISTRY
@@ -41,6 +44,10 @@ TRAIN_PAGE = next(page for page in PAGES if page.path == "pages/2_Train.py")
 MODES = ("A new person", "A new item")
 BASELINES = ("popularity", "segment_popularity")
 K_CHOICES = (5, 10, 20)
+#: Column widths (px) of the compact recommendation lists.
+LIST_RANK_WIDTH = 40
+LIST_TITLE_WIDTH = 230
+LIST_CATEGORY_WIDTH = 110
 #: The "already liked" picker offers at most this many items (the most popular first).
 MAX_LIKED_OPTIONS = 2000
 MAX_LIKED = 20
@@ -52,9 +59,16 @@ NOT_GIVEN = "not given"
 #: Colours of the explanation parts (by plain name; others cycle through the palette).
 PART_COLOURS = {"profile": charts.COLOURS[0], "liked items": charts.COLOURS[1],
                 "liked items (item-to-item)": charts.COLOURS[5], "popularity": charts.COLOURS[2],
+                "similar content": charts.COLOURS[3], "similar people": "#EC4899",
                 "content": charts.COLOURS[3], "collaborative": charts.COLOURS[0]}
 GATE_WORDS = {"profile": "the profile", "history": "the liked items",
-              "item_item": "item-to-item similarity to the liked items", "popularity": "popularity"}
+              "item_item": "item-to-item similarity to the liked items",
+              "content_similarity": "items with content like the liked items",
+              "similar_people": "what people with a similar profile picked", "popularity": "popularity"}
+#: How the person was placed in a segment (``SimulationResult.segment_basis``), in words.
+PLACED_BY = {"model scores": "the model's own scores for this person",
+             "model vector": "the model's own vector for this person", "liked items": "the liked items",
+             "profile": "the segment members' average profile nearest to theirs"}
 
 dataset = page_setup("Cold start", icon=":material/person_add:")
 version = state.dataset_version()
@@ -104,25 +118,12 @@ def current_segments(model_name: str | None, model: Any) -> tuple[SegmentResult 
             return None
 
     segments = analysis_charts.remembered("coldstart_segments", (model_name, id(model)), compute, keep=2)
-    source = (f"found from the {model_label(model_name)} model's user vectors" if model_name
+    source = (f"found from what the {model_label(model_name)} model would recommend to each person" if model_name
               else "found from what people interacted with")
     return segments, source
 
 
 # ---------------------------------------------------------------------- helpers
-class _ItemFields:
-    """The item table seen through :func:`profile_form_schema`, which reads exactly these attributes.
-
-    The library has no item-form schema yet; the item encoder has the same encoders as the
-    profile encoder, so the profile form schema describes it correctly.
-    """
-
-    def __init__(self, data) -> None:
-        self.profile_encoder = data.item_encoder
-        self.users = data.items
-        self.user_roles = data.item_roles
-
-
 def item_choices() -> tuple[list[str], dict[str, str]]:
     """Item ids offered in the "already liked" picker (most popular first) and their display labels."""
     def compute():
@@ -170,7 +171,7 @@ def other_number(spec, value: float | None) -> float:
 
 
 def plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy without ``attrs`` (the library keeps arrays there; they are not for display)."""
+    """A copy without ``attrs`` (notes and settings for the page, not for display)."""
     frame = frame.copy()
     frame.attrs = {}
     return frame
@@ -242,6 +243,46 @@ def list_table(frame: pd.DataFrame, compact: bool) -> pd.DataFrame:
         keep = ["rank", "title"] + ([dataset.category_column] if dataset.category_column in frame.columns else [])
         shown = shown[keep]
     return shown.rename(columns={"rank": "#", "title": "Item", "item_id": "Item id", "score": "Score"})
+
+
+def list_columns() -> dict:
+    """Column widths of a compact list: a narrow rank, the title, the category (readable side by side)."""
+    config = {"#": st.column_config.NumberColumn(width=LIST_RANK_WIDTH),
+              "Item": st.column_config.TextColumn(width=LIST_TITLE_WIDTH)}
+    if dataset.category_column:
+        config[dataset.category_column] = st.column_config.TextColumn(width=LIST_CATEGORY_WIDTH)
+    return config
+
+
+def overlap_caption(main_name: str, main: pd.DataFrame, others: Mapping[str, pd.DataFrame]) -> str:
+    """How many of the main list's items each comparison list shares ("4 of 10 also in Popularity")."""
+    ids = set(main["item_id"])
+    parts = [f"{len(ids & set(frame['item_id']))} of {len(ids)} also in {escape_markdown(name)}"
+             for name, frame in others.items()]
+    return f"{escape_markdown(main_name)}: " + "; ".join(parts) + "." if parts and ids else ""
+
+
+def lists_section(lists: Mapping[str, pd.DataFrame]) -> None:
+    """The main list on the left, the comparison lists beside it (one tab each when there are several).
+
+    Three lists side by side leave about 300 px each at a 1,400 px window: too narrow for a
+    title and its category. Two columns keep both readable.
+    """
+    (main_name, main), *others = lists.items()
+    left, right = st.columns(2)
+    left.markdown(f"**{escape_markdown(main_name)}**")
+    show_table(list_table(main, compact=True), "cs_list_0", left, column_config=list_columns())
+    if not others:
+        return
+    with right:
+        places = [right] if len(others) == 1 else st.tabs([escape_markdown(name) for name, _ in others])
+        for position, (place, (name, frame)) in enumerate(zip(places, others), start=1):
+            if len(others) == 1:          # tabs carry the name themselves
+                place.markdown(f"**{escape_markdown(name)}**")
+            show_table(list_table(frame, compact=True), f"cs_list_{position}", place, column_config=list_columns())
+        caption = overlap_caption(main_name, main, dict(others))
+        if caption:
+            st.caption(caption)
 
 
 def explanation_figure(explanation: pd.DataFrame, columns: list[str]) -> go.Figure:
@@ -320,7 +361,8 @@ def segment_and_gate_sentence(result: SimulationResult, segments: SegmentResult 
     if result.segment is not None:
         # Numbered as on the Segments page (0 = the largest segment).
         parts.append(f"This person lands in segment {result.segment}: **{escape_markdown(result.segment_name)}** "
-                     f"(one of {segments.k} segments {escape_markdown(source)}).")
+                     f"(one of {segments.k} segments {escape_markdown(source)}; placed by "
+                     f"{PLACED_BY.get(result.segment_basis, 'their profile')}).")
     elif segments is not None:
         parts.append("The person could not be placed in a segment.")
     if result.gate:
@@ -458,10 +500,7 @@ def person_results(main_name: str | None, schema) -> None:
         st.markdown(sentence)
 
     lists = {model_label(main_name): result.recommendations, **result.comparisons}
-    cells = st.columns(len(lists))
-    for position, (cell, (name, frame)) in enumerate(zip(cells, lists.items())):
-        cell.markdown(f"**{escape_markdown(name)}**")
-        show_table(list_table(frame, compact=True), f"cs_list_{position}", cell)
+    lists_section(lists)
     with st.expander("Every item's attributes and scores"):
         tabs = st.tabs([escape_markdown(name) for name in lists])
         for position, (tab, frame) in enumerate(zip(tabs, lists.values())):
@@ -474,7 +513,7 @@ def person_results(main_name: str | None, schema) -> None:
 # ---------------------------------------------------------------------- a new item
 def item_mode(main_name: str | None) -> None:
     st.subheader("Describe the new item", anchor=False)
-    fields = state.memo("coldstart_item_schema", lambda: profile_form_schema(_ItemFields(dataset)))
+    fields = state.memo("coldstart_item_schema", lambda: item_form_schema(dataset))
     if not fields:
         st.info("The loaded items have no attributes (category, tags, price...), so a new item cannot be "
                 "described. Load an item table on the Data page.")
@@ -520,7 +559,12 @@ def item_mode(main_name: str | None) -> None:
     grouped_by = audience.attrs.get("grouped_by", "segment")
     method = audience.attrs.get("method", "")
     if method == "model":
-        st.caption("Affinity: the model's score for the new item, for every person in the data.")
+        st.caption(f"Affinity: the {escape_markdown(model_label(main_name))} model's own score for the new item, "
+                   "for every person in the data. The model scores it like a catalogue item nobody has "
+                   "interacted with yet: from its attributes alone.")
+    elif main is None:
+        st.caption("Affinity here is content similarity, not a model score: train a fused model to have the "
+                   "model itself score the new item.")
     notice = audience.attrs.get("notice", "")
     if notice:
         st.info(escape_markdown(notice[:1].upper() + notice[1:]), icon=":material/info:")

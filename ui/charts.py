@@ -48,8 +48,11 @@ def long_tail_figure(user_tail: pd.DataFrame, item_tail: pd.DataFrame) -> go.Fig
             customdata=tail["cumulative_share"],
             hovertemplate=(f"{name[:-1]} rank %{{x:,}}<br>%{{y:,}} interactions<br>"
                            "top ranks hold %{customdata:.0%} of all<extra></extra>")))
-    figure.update_xaxes(type="log", title="rank (1 = most active)")
-    figure.update_yaxes(type="log", title="interactions")
+    # One labelled tick per power of ten ("1", "10", "100", "1,000"), light minor grid lines between:
+    # Plotly's default labels 2 and 5 of every decade too, which reads as "5, 2, 100, 5, 2, 10".
+    for update, title in ((figure.update_xaxes, "rank (1 = most active)"), (figure.update_yaxes, "interactions")):
+        update(type="log", title=title, dtick=1, tickformat=",d",
+               minor=dict(dtick="D1", showgrid=True, gridcolor="#F1F5F9", ticks=""))
     return style(figure, title="Long tail: interactions by rank", height=360)
 
 

@@ -1,7 +1,7 @@
 """Cold start, interactively: what would the model show a person described by a form?
 
 * :func:`profile_form_schema` describes the form (one field per profile column the models use,
-  with the values seen in training);
+  with the values seen in training); :func:`item_form_schema` does the same for a new item;
 * :func:`simulate` answers one filled-in form (plus optionally a few liked items): the model's
   top-k with titles and item attributes, the same for comparison models, per-item
   contributions when the model can explain itself, and the segment the person lands in;
@@ -39,8 +39,10 @@ PERSON = "new person"
 MAX_OPTIONS = 200
 #: Plain names of explanation columns.
 CONTRIBUTION_LABELS = {"profile": "profile", "history": "liked items", "item_item": "liked items (item-to-item)",
+                       "content_similarity": "similar content", "similar_people": "similar people",
                        "popularity": "popularity", "content": "content", "collaborative": "collaborative"}
-#: Additive decompositions a model's ``explain`` may return, tried in order (they sum to ``total``).
+#: Additive decompositions a model's ``explain`` may return, tried after the gated sources (see
+#: :func:`_choose_decomposition`); the first that adds up to ``total`` is shown.
 DECOMPOSITIONS = (("profile", "history", "item_item", "popularity"), ("profile", "history", "popularity"),
                   ("profile", "history", "content", "popularity"))
 PART_DECOMPOSITION = ("collaborative", "content", "popularity")
@@ -81,31 +83,32 @@ class FieldSpec:
     help: str = ""
 
 
-def profile_form_schema(dataset: Dataset) -> list[FieldSpec]:
-    """The fields of a cold-start form, one per profile column the models use.
+#: Roles never offered as form fields (names, titles, identifying or ignored columns).
+_NOT_A_FIELD = ("label", "pii", "ignore")
 
-    Returns
-    -------
-    list of FieldSpec
-        In the profile encoder's column order. A value left empty (or not among the
-        options) is encoded as "(unknown)", like a missing value in training.
-    """
+
+def _form_schema(encoder, table: pd.DataFrame, roles: Mapping[str, str], skip: Sequence[str] = ()
+                 ) -> list[FieldSpec]:
+    """One field per column of a fitted ``TableEncoder`` (profile or item encoder)."""
     fields = []
-    for column, encoder in dataset.profile_encoder.encoders.items():
-        role = dataset.user_roles.get(column, "")
-        values = dataset.users[column] if column in dataset.users.columns else pd.Series(dtype="string")
-        if isinstance(encoder, CategoricalEncoder):
+    for column, column_encoder in encoder.encoders.items():
+        role = roles.get(column, "")
+        if role in _NOT_A_FIELD or column in skip:
+            continue
+        values = table[column] if column in table.columns else pd.Series(dtype="string")
+        if isinstance(column_encoder, CategoricalEncoder):
             counts = values.astype("string").str.strip().value_counts()
-            seen = [str(v) for v in counts.index if str(v) in set(encoder.categories) | set(encoder.rare)]
-            seen += [c for c in encoder.categories if c not in seen]
-            if encoder.prefix:  # zip codes are bucketed on their first characters
-                seen = list(encoder.categories)
+            known = set(column_encoder.categories) | set(column_encoder.rare)
+            seen = [str(v) for v in counts.index if str(v) in known]
+            seen += [c for c in column_encoder.categories if c not in seen]
+            if column_encoder.prefix:  # zip codes are bucketed on their first characters
+                seen = list(column_encoder.categories)
             options = seen[:MAX_OPTIONS]
             fields.append(FieldSpec(column, "select", role, options=options,
                                     default=options[0] if options else None,
-                                    help=f"{len(encoder.categories)} common value(s) seen in training; others count "
-                                         f"as '{OTHER}' (seen rarely) or '{UNKNOWN}'."))
-        elif isinstance(encoder, (AgeEncoder, NumericEncoder)):
+                                    help=f"{len(column_encoder.categories)} common value(s) seen in training; "
+                                         f"others count as '{OTHER}' (seen rarely) or '{UNKNOWN}'."))
+        elif isinstance(column_encoder, (AgeEncoder, NumericEncoder)):
             numbers = to_float(values)
             finite = numbers[np.isfinite(numbers)]
             whole = bool(len(finite)) and bool(np.all(np.mod(finite, 1) == 0))
@@ -116,12 +119,44 @@ def profile_form_schema(dataset: Dataset) -> list[FieldSpec]:
             fields.append(FieldSpec(column, "number", role, default=default, min_value=low, max_value=high,
                                     median=median, step=1.0 if whole or role == "age" else None,
                                     help=f"training values range from {low:g} to {high:g}."))
-        elif isinstance(encoder, MultiLabelEncoder):
-            fields.append(FieldSpec(column, "multiselect", role, options=list(encoder.labels_)[:MAX_OPTIONS],
+        elif isinstance(column_encoder, MultiLabelEncoder):
+            fields.append(FieldSpec(column, "multiselect", role,
+                                    options=list(column_encoder.labels_)[:MAX_OPTIONS],
                                     default=[], help="any number of values."))
-        elif isinstance(encoder, TextEncoder):
+        elif isinstance(column_encoder, TextEncoder):
             fields.append(FieldSpec(column, "text", role, default="", help="free text (matched on its words)."))
     return fields
+
+
+def profile_form_schema(dataset: Dataset) -> list[FieldSpec]:
+    """The fields of a cold-start form, one per profile column the models use.
+
+    Returns
+    -------
+    list of FieldSpec
+        In the profile encoder's column order. A value left empty (or not among the
+        options) is encoded as "(unknown)", like a missing value in training.
+    """
+    return _form_schema(dataset.profile_encoder, dataset.users, dataset.user_roles)
+
+
+def item_form_schema(dataset: Dataset) -> list[FieldSpec]:
+    """The fields of the new-item form, one per item attribute the models use.
+
+    Categorical attributes (category, brand, ...) are dropdowns of the values seen, most
+    frequent first; multi-label attributes (tags, genres) are multiselects; numbers
+    (price, year) are sliders over the training range; free-text attributes (a description)
+    are text boxes matched on their words. Titles and ids are not features and never
+    appear (nor do columns marked ``label``, ``pii`` or ``ignore``).
+
+    Returns
+    -------
+    list of FieldSpec
+        In the item encoder's column order; empty when the items have no usable attributes.
+        Feed the answers (column -> value, lists for multiselects) to :func:`new_item_audience`.
+    """
+    skip = [c for c in (dataset.item_label_column,) if c]
+    return _form_schema(dataset.item_encoder, dataset.items, dataset.item_roles, skip=skip)
 
 
 def _given(value) -> bool:
@@ -219,6 +254,11 @@ class SimulationResult:
         How much the model trusts each signal for this person (fused model).
     segment, segment_name
         Where the person lands (when segments were given).
+    segment_basis : str or None
+        What placed them: ``"model scores"`` (segments of the model's scores: its scores for
+        this person), ``"model vector"`` (segments of its user vectors: its vector for this
+        person), ``"liked items"`` (interaction-profile segments) or ``"profile"`` (the segment
+        with the nearest average profile).
     interpreted : dict
         What the model sees of the profile (buckets; unseen values -> "(unknown)").
     notice : str
@@ -233,6 +273,7 @@ class SimulationResult:
     gate: dict[str, float] | None = None
     segment: int | None = None
     segment_name: str | None = None
+    segment_basis: str | None = None
     interpreted: dict[str, str] = field(default_factory=dict)
     notice: str = ""
 
@@ -242,15 +283,24 @@ def _item_attribute_columns(dataset: Dataset) -> list[str]:
             if role in ("categorical", "multilabel", "numeric") and c in dataset.items.columns]
 
 
-def _list_frame(dataset: Dataset, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+def _listed(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (item, score) pairs of one top-k row that can be shown (excluded items score -inf)."""
     valid = np.isfinite(scores)
-    items, scores = items[valid], scores[valid]
+    return items[valid].astype(np.int64), scores[valid]
+
+
+def _list_frame(dataset: Dataset, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """One recommendation list: rank, id, title, score and the item attributes.
+
+    No array goes into ``attrs``: pandas deep-copies ``attrs`` on every derived frame and
+    compares them with ``==`` when frames are concatenated, which fails for arrays.
+    """
+    items, scores = _listed(items, scores)
     frame = pd.DataFrame({"rank": np.arange(1, len(items) + 1), "item_id": dataset.item_ids[items],
                           "title": dataset.item_labels(items), "score": scores.astype(np.float64)})
     attributes = _item_attribute_columns(dataset)
     if attributes:
         frame = pd.concat([frame, dataset.items[attributes].iloc[items].reset_index(drop=True)], axis=1)
-    frame.attrs["item_index"] = items.astype(np.int64)
     return frame
 
 
@@ -285,26 +335,46 @@ def _top(model, dataset, encoded, profiles, liked_lists, k) -> list[pd.DataFrame
     return [_list_frame(own, items[row], values[row]) for row in range(items.shape[0])]
 
 
-def _choose_decomposition(frame: pd.DataFrame) -> list[str]:
-    for columns in DECOMPOSITIONS:
-        if all(c in frame.columns for c in columns):
-            return list(columns)
+def _choose_decomposition(frame: pd.DataFrame, total: np.ndarray) -> tuple[list[str], bool]:
+    """The contribution columns of a model's explanation, and whether they add up to ``total``.
+
+    Candidates, in order: the sources the model gates (a column ``X`` with a ``gate_X`` beside
+    it: the fused model's profile, liked items, item-to-item, similar content, similar people,
+    popularity), then :data:`DECOMPOSITIONS`, then every other numeric column. Of those that add
+    up to ``total`` the closest wins (the earlier on ties); if none does, the first candidate is
+    returned as approximate.
+    Sources contributing exactly nothing to any item (a source the model switched off) are
+    left out: they add nothing to the sum and only clutter the chart.
+    """
+    gated = [str(c)[len("gate_"):] for c in frame.columns
+             if str(c).startswith("gate_") and str(c)[len("gate_"):] in frame.columns]
+    candidates = ([gated] if gated else []) + [list(c) for c in DECOMPOSITIONS if all(x in frame.columns for x in c)]
     skip = {"item_index", "total", "score", "rank"}
-    return [c for c in frame.columns if c not in skip and not str(c).startswith("gate_")
-            and pd.api.types.is_numeric_dtype(frame[c])]
+    candidates.append([c for c in frame.columns if c not in skip and not str(c).startswith("gate_")
+                       and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])])
+    tolerance = 1e-3 * (1.0 + np.abs(total))
+    chosen, adds_up, smallest = candidates[0], False, np.inf
+    for columns in candidates:
+        if not columns:
+            continue
+        gap = np.abs(frame[columns].to_numpy(dtype=np.float64).sum(axis=1) - total)
+        # the closest sum wins: a small part (a popularity tie-break) can hide inside the tolerance
+        if np.all(gap <= tolerance) and gap.max(initial=0.0) < smallest:
+            chosen, adds_up, smallest = columns, True, gap.max(initial=0.0)
+    useful = [c for c in chosen if np.any(frame[c].to_numpy(dtype=np.float64) != 0)]
+    return (useful or chosen[:1]), adds_up
 
 
-def _explain(model, static, behaviour, history, ranked: pd.DataFrame, scores: np.ndarray
+def _explain(model, static, behaviour, history, ranked: pd.DataFrame, items: np.ndarray, scores: np.ndarray
              ) -> tuple[pd.DataFrame, list[str], pd.DataFrame | None, bool, str]:
-    items = ranked.attrs["item_index"]
+    """The model's explanation of the ranked items (``items``: their indices, in ``ranked``'s order)."""
     raw = model.explain(static, behaviour, history, items)
     raw = raw.reset_index(drop=True)
-    columns = _choose_decomposition(raw)
-    contributions = raw[columns].to_numpy(dtype=np.float64)
-    total = raw["total"].to_numpy(dtype=np.float64) if "total" in raw.columns else contributions.sum(axis=1)
     model_scores = scores[0, items].astype(np.float64)
+    total = raw["total"].to_numpy(dtype=np.float64) if "total" in raw.columns else model_scores
+    columns, adds_up = _choose_decomposition(raw, total)
+    contributions = raw[columns].to_numpy(dtype=np.float64)
     tolerance = 1e-3 * (1.0 + np.abs(model_scores))
-    adds_up = bool(np.all(np.abs(contributions.sum(axis=1) - total) <= tolerance))
     matches = bool(np.all(np.abs(total - model_scores) <= tolerance))
     exact = adds_up and matches
     note = ""
@@ -327,18 +397,32 @@ def _explain(model, static, behaviour, history, ranked: pd.DataFrame, scores: np
     return frame, labels, by_part, exact, note
 
 
-def _person_embedding(model, segments: SegmentResult, static, behaviour, history) -> np.ndarray | None:
-    """The new person's vector in the space the segments were built in, when the model can give it."""
-    if segments.model is None or segments.model is not model:
-        return None
-    try:
-        if hasattr(model, "new_user_embeddings"):
-            return np.asarray(model.new_user_embeddings(static, behaviour, history), dtype=np.float64)
-        if hasattr(model, "fold_in") and history.nnz:
-            return np.asarray(model.fold_in(history), dtype=np.float64)
-    except (NotImplementedError, ValueError) as error:
-        logger.info("no embedding for the new person (%s); placing them by profile", error)
-    return None
+def _place(model, segments: SegmentResult, static, behaviour, history, scores: np.ndarray) -> tuple[int, str]:
+    """The person's segment and what placed them, by the rule the segments were built with.
+
+    Segments of this model's scores place the person by the model's scores for them; segments
+    of its user vectors by its vector for them (``new_user_embeddings``, or ``fold_in`` for a
+    history); interaction-profile segments by the liked items; otherwise (or when the model
+    cannot give a vector) by the nearest average profile.
+    """
+    own_model = segments.model is not None and segments.model is model
+    if own_model and segments.kind == "scores":
+        return int(segments.assign(static=static, scores=scores[:1])[0]), "model scores"
+    embedding = None
+    if own_model and segments.kind == "embeddings":
+        try:
+            if hasattr(model, "new_user_embeddings"):
+                embedding = np.asarray(model.new_user_embeddings(static, behaviour, history), dtype=np.float64)
+            elif hasattr(model, "fold_in") and history.nnz:
+                embedding = np.asarray(model.fold_in(history), dtype=np.float64)
+        except (NotImplementedError, ValueError) as error:
+            logger.info("no embedding for the new person (%s); placing them by profile", error)
+    segment = int(segments.assign(static=static, history=history, embeddings=embedding)[0])
+    if embedding is not None:
+        return segment, "model vector"
+    if segments.kind == "interactions" and history.nnz:
+        return segment, "liked items"
+    return segment, "profile"
 
 
 def simulate(model, dataset: Dataset, profile: Mapping[str, Any], liked: Sequence[str] = (), k: int = 10,
@@ -382,6 +466,7 @@ def simulate(model, dataset: Dataset, profile: Mapping[str, Any], liked: Sequenc
     own, scores, history = _scores_for(model, dataset, encoded, [profile], [liked])
     static, behaviour, _ = encoded[id(own)]
     items, values = top_k(scores.copy(), int(k), history)
+    ranked_items, _ = _listed(items[0], values[0])
     ranked = _list_frame(own, items[0], values[0])
     notes = []
     if len(ranked) < int(k):
@@ -395,7 +480,8 @@ def simulate(model, dataset: Dataset, profile: Mapping[str, Any], liked: Sequenc
     if hasattr(model, "explain") and len(ranked):
         try:
             (result.explanation, result.explanation_columns, result.explanation_by_part,
-             result.explanation_exact, note) = _explain(model, static, behaviour, history, ranked, scores)
+             result.explanation_exact, note) = _explain(model, static, behaviour, history, ranked, ranked_items,
+                                                            scores)
             if note:
                 notes.append(note)
         except NotImplementedError:
@@ -408,10 +494,9 @@ def simulate(model, dataset: Dataset, profile: Mapping[str, Any], liked: Sequenc
         except NotImplementedError:
             pass
     if segments is not None:
-        embedding = _person_embedding(model, segments, static, behaviour, history)
-        segment = int(segments.assign(static=static, history=history, embeddings=embedding)[0])
+        segment, basis = _place(model, segments, static, behaviour, history, scores)
         if segment >= 0:
-            result.segment, result.segment_name = segment, segments.names[segment]
+            result.segment, result.segment_name, result.segment_basis = segment, segments.names[segment], basis
     result.notice = " ".join(notes)
     return result
 
@@ -576,12 +661,16 @@ def new_item_audience(model, dataset: Dataset, item_features: Mapping[str, Any],
     vector = dataset.item_encoder.transform(pd.DataFrame([row], dtype=object))
     if model is not None and hasattr(model, "score_new_items"):
         affinity = np.asarray(model.score_new_items(vector), dtype=np.float64)[:, 0]
+        if len(affinity) != dataset.n_users:
+            raise DataError(f"the model scored {len(affinity):,} people but the data has {dataset.n_users:,} users: "
+                            "was it trained on another data set?")
         method = "model"
     else:
         affinity = _content_affinity(dataset, vector[0])
         method = "content similarity"
+        why = "no model was given" if model is None else "the model cannot score new items"
         notes.append("affinity = average content similarity of the new item to what each person interacted "
-                     "with (the model cannot score new items directly); people without history are left out.")
+                     f"with ({why}); people without history are left out.")
     scored = np.isfinite(affinity) & (codes >= 0)
     n_groups = len(names)
     counts = np.bincount(codes[scored], minlength=n_groups).astype(np.float64)

@@ -1,13 +1,18 @@
 """Cold start: the form, one simulated person, one changed attribute, a new item's audience."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.analysis.coldstart import (change_one_thing, new_item_audience, profile_form_schema, simulate)
+from recommender import Dataset
+
+from recommender.analysis.coldstart import (change_one_thing, item_form_schema, new_item_audience, profile_form_schema,
+                                            simulate)
 from recommender.analysis.segments import segment_users
 from recommender.models import PopularityRecommender, Recommender
 
-from . import blob_embeddings, grouped_dataset, synthetic_dataset
+from . import blob_embeddings, grouped_dataset, grouped_frames, synthetic_dataset
 
 
 class ProfileTaste(Recommender):
@@ -90,6 +95,60 @@ def test_form_schema_of_generated_data():
     for column in ("gender", "region", "occupation", "income_band", "signup_channel"):
         assert set(fields[column].options) == set(data.users[column]), column
         assert fields[column].default == data.users[column].value_counts().index[0]
+
+
+def test_item_form_schema_describes_the_item_attributes():
+    data, dataset = synthetic_dataset()
+    fields = {field.name: field for field in item_form_schema(dataset)}
+    assert list(fields) == ["category", "brand", "price_band", "price", "tags"]      # no title, no id
+    category = fields["category"]
+    assert category.kind == "select" and set(category.options) == set(data.items["category"])
+    assert category.default == data.items["category"].value_counts().index[0]       # most frequent first
+    price = fields["price"]
+    prices = pd.to_numeric(data.items["price"])
+    assert price.kind == "number" and (price.min_value, price.max_value) == (prices.min(), prices.max())
+    assert price.step is None and price.default == pytest.approx(prices.median())
+    tags = fields["tags"]
+    seen_tags = set(data.items["tags"].str.split("|").explode())
+    assert tags.kind == "multiselect" and tags.default == [] and set(tags.options) <= seen_tags
+    assert len(tags.options) == len(set(tags.options)) > 1
+
+
+def test_item_form_schema_skips_text_labels_and_ids():
+    interactions, users, items, _ = grouped_frames(sizes=(10, 10))
+    items = items.assign(sku=[f"SKU-{i}" for i in range(len(items))], year=2000 + np.arange(len(items)) % 5,
+                         description=["a warm " + w for w in np.resize(["cosy book", "garden tool"], len(items))])
+    dataset = Dataset.from_frames(interactions, users, items, item_roles={"sku": "ignore", "description": "text"})
+    fields = {field.name: field for field in item_form_schema(dataset)}
+    assert "title" not in fields and "sku" not in fields and "item_id" not in fields
+    assert fields["year"].kind == "number" and fields["year"].step == 1.0
+    assert (fields["year"].min_value, fields["year"].max_value) == (2000, 2004)
+    assert fields["description"].kind == "text" and fields["description"].default == ""
+    assert fields["category"].kind == "select"
+
+
+def test_item_form_answers_feed_new_item_audience(grouped):
+    dataset, user_group, *_ = grouped
+    answers = {field.name: field.options[0] if field.kind == "select" else field.default
+               for field in item_form_schema(dataset)}
+    audience = new_item_audience(None, dataset, answers, segments=user_group, k_min=5)
+    assert "ignored" not in audience.attrs["notice"] and len(audience) == 2
+
+
+def test_result_frames_carry_no_arrays_and_combine_without_warnings(grouped):
+    """pandas deep-copies ``attrs`` into derived frames and compares them on concat: arrays there break it."""
+    dataset, _, _, model = grouped
+    first = simulate(model, dataset, NORTH, k=3)
+    second = simulate(model, dataset, {"region": "South"}, liked=["I001"], k=4)
+    frames = [first.recommendations, second.recommendations, first.explanation, second.explanation]
+    for frame in frames:
+        assert not any(isinstance(value, np.ndarray) for value in frame.attrs.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        combined = pd.concat([first.recommendations, second.recommendations], ignore_index=True)
+        pd.concat([first.explanation, second.explanation], ignore_index=True)
+        combined.copy().rename(columns={"title": "Item"})[["Item"]].equals(combined[["title"]])
+    assert len(combined) == 7
 
 
 def test_simulate_returns_titled_top_k(grouped):
@@ -215,9 +274,9 @@ def test_new_item_audience_suppresses_small_groups(grouped):
         new_item_audience(None, dataset, {"category": "Books"})
 
 
-def test_simulate_with_the_fused_model():
-    """The real explainable model: contributions add up to its scores, the gate is reported."""
-    from recommender import Dataset
+@pytest.fixture(scope="module")
+def fused():
+    """A small fused model (one epoch: these tests check the plumbing, not the quality)."""
     from recommender.models.fused import FusedRecommender
     from recommender.synthetic import generate
 
@@ -225,6 +284,12 @@ def test_simulate_with_the_fused_model():
     dataset = Dataset.from_frames(data.interactions, data.users, data.items)
     model = FusedRecommender(dim=8, hidden=16, gate_hidden=8, max_epochs=1, validation_share=0, item_item=False,
                              device="cpu", seed=0).fit(dataset)
+    return dataset, model
+
+
+def test_simulate_with_the_fused_model(fused):
+    """The real explainable model: contributions add up to its scores, the gate is reported."""
+    dataset, model = fused
     profile = {field.name: field.default for field in profile_form_schema(dataset)}
     result = simulate(model, dataset, profile, liked=list(dataset.item_ids[:2]), k=5)
     assert result.explanation_exact is True, result.notice
@@ -233,3 +298,70 @@ def test_simulate_with_the_fused_model():
                                result.recommendations["score"], rtol=1e-4, atol=1e-4)
     assert result.explanation_by_part is not None and "content" in result.explanation_by_part.columns
     assert result.gate is not None and sum(result.gate.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def _nearest_segment(segments, vectors: np.ndarray) -> np.ndarray:
+    """The segment of user vectors by the clustering's own rule, computed here from its parts."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    z = (unit - segments.embedding_mean) / segments.embedding_scale
+    return np.argmin(((z[:, None, :] - segments.centers[None, :, :]) ** 2).sum(axis=2), axis=1)
+
+
+def _people(dataset, n: int = 12):
+    """Profiles and two liked items of training users with a history, as a form would give them."""
+    users = dataset.users.reset_index(drop=True)
+    for user in np.flatnonzero(np.diff(dataset.matrix.indptr) >= 2)[:n]:
+        profile = {column: users.loc[user, column] for column in dataset.profile_encoder.columns}
+        yield profile, list(dataset.item_ids[dataset.matrix[user].indices[:2]])
+
+
+def test_simulate_places_the_person_by_the_fused_models_scores(fused):
+    """Segments of the fused model's scores (the default) place a new person by the model's scores for them."""
+    dataset, model = fused
+    segments = segment_users(model, dataset, k=4, seed=0)
+    assert segments.kind == "scores" and segments.model is model
+    placed, by_scores, by_profile = [], [], []
+    for profile, liked in _people(dataset):
+        result = simulate(model, dataset, profile, liked=liked, k=3, segments=segments)
+        placed.append(result.segment)
+        assert result.segment_basis == "model scores"
+        frame = pd.DataFrame([{"user_id": "p", **profile}])
+        static, behaviour, history = dataset.encode_new_users(frame, {"p": liked})
+        coordinates = segments.score_coordinates(model.score_new_users(static, behaviour, history))
+        by_scores.append(int(_nearest_segment(segments, coordinates)[0]))
+        by_profile.append(int(segments.assign(static=static)[0]))
+    assert placed == by_scores
+    assert placed != by_profile            # the two rules disagree here, so the test tells them apart
+
+
+def test_simulate_places_the_person_by_the_fused_vector(fused):
+    """With segments of the fused model's vectors, a new person is placed by their own fused vector
+    (profile and liked items), not by the nearest average profile."""
+    dataset, model = fused
+    segments = segment_users(model, dataset, k=4, seed=0, representation="embeddings")
+    assert segments.kind == "embeddings" and segments.model is model
+    placed, by_vector, by_profile = [], [], []
+    for profile, liked in _people(dataset):
+        result = simulate(model, dataset, profile, liked=liked, k=3, segments=segments)
+        placed.append(result.segment)
+        assert result.segment_basis == "model vector"
+        frame = pd.DataFrame([{"user_id": "p", **profile}])
+        static, behaviour, history = dataset.encode_new_users(frame, {"p": liked})
+        by_vector.append(int(_nearest_segment(segments, model.new_user_embeddings(static, behaviour, history))[0]))
+        by_profile.append(int(segments.assign(static=static)[0]))
+    assert placed == by_vector
+    assert placed != by_profile            # the two rules disagree here, so the test tells them apart
+
+
+def test_new_item_audience_is_scored_by_the_fused_model(fused):
+    dataset, model = fused
+    item = {"category": dataset.items["category"].iloc[0], "tags": []}
+    segments = segment_users(model, dataset, k=3, seed=0)
+    audience = new_item_audience(model, dataset, item, segments=segments, k_min=5)
+    assert audience.attrs["method"] == "model" and "content similarity" not in audience.attrs["notice"]
+    row = {column: item.get(column) for column in dataset.item_encoder.columns}
+    scores = model.score_new_items(dataset.item_encoder.transform(pd.DataFrame([row], dtype=object)))[:, 0]
+    assert audience["n_users"].sum() == dataset.n_users                 # everyone is scored, cold users too
+    for _, group in audience.iterrows():
+        members = segments.labels == segments.names.index(group["group"])
+        assert group["mean_affinity"] == pytest.approx(scores[members].mean(), rel=1e-5)

@@ -36,6 +36,28 @@ def test_silhouette_picks_the_planted_number_of_groups():
     assert same_partition(result.labels, user_group)
 
 
+def test_default_search_starts_at_three_segments():
+    """Two segments rarely tell anyone anything: by default k is searched from 3 to 12 (k=2 stays choosable)."""
+    from . import grouped_dataset as make
+
+    dataset, user_group, _ = make(sizes=(20, 20, 20, 20))
+    result = segment_users(blob_embeddings(user_group), dataset)
+    assert sorted(result.silhouette) == list(range(3, 13))
+    assert result.k == 4 and same_partition(result.labels, user_group)
+    two = segment_users(blob_embeddings(np.minimum(user_group, 1)), dataset)   # only two real groups
+    assert min(two.silhouette) == 3 and two.k >= 3
+    assert segment_users(blob_embeddings(user_group), dataset, k=2).k == 2
+
+
+def test_vector_length_does_not_change_the_segments(grouped):
+    """Directions are clustered: a user active enough to have a long vector is not a segment of their own."""
+    dataset, user_group, embeddings = grouped
+    lengths = np.random.default_rng(2).uniform(0.2, 20.0, size=(len(embeddings), 1))
+    plain = segment_users(embeddings, dataset, k=3)
+    scaled = segment_users(embeddings * lengths, dataset, k=3)
+    np.testing.assert_array_equal(plain.labels, scaled.labels)
+
+
 def test_fixed_k_overrides_the_search(grouped):
     dataset, user_group, embeddings = grouped
     result = segment_users(embeddings, dataset, k=2)
@@ -87,16 +109,43 @@ def test_fit_on_a_sample_assigns_everyone(grouped):
 def test_model_embeddings_are_used(grouped):
     dataset, user_group, embeddings = grouped
     model = FixedEmbeddings(users=embeddings, items=np.zeros((dataset.n_items, 8))).fit(dataset)
-    result = segment_users(model, dataset, k=3)
-    assert "fixed model" in result.source and result.model is model
+    result = segment_users(model, dataset, k=3, representation="embeddings")
+    assert "fixed model" in result.source and result.model is model and result.kind == "embeddings"
     assert same_partition(result.labels, user_group)
 
 
-def test_model_without_embeddings_falls_back_to_interactions(grouped):
+def test_model_scores_are_the_default_representation():
+    """What the model would recommend: users whose scores rank the same items high share a segment,
+    even when the model's user vectors say nothing (here: pure noise)."""
+    from . import grouped_dataset as make
+
+    dataset, user_group, item_group = make(sizes=(20, 20, 20))
+    taste = blob_embeddings(user_group)
+    items = np.eye(8)[item_group] * 3.0
+    scoring = FixedEmbeddings(users=taste, items=items).fit(dataset)
+    noise = np.random.default_rng(0).normal(size=taste.shape)
+    model = FixedEmbeddings(users=noise, items=items).fit(dataset)
+    model.score_users = scoring.score_users                  # scores carry the taste, vectors do not
+    result = segment_users(model, dataset)
+    assert result.kind == "scores" and "scores" in result.source and result.model is model
+    assert result.k == 3 and same_partition(result.labels, user_group)
+    by_vectors = segment_users(model, dataset, k=3, representation="embeddings")
+    assert not same_partition(by_vectors.labels, user_group)
+    # a new person is placed by their scores, by the same rule
+    placed = result.assign(scores=scoring.score_users(np.array([0, 25, 45])) * 5.0)
+    np.testing.assert_array_equal(placed, result.labels[[0, 25, 45]])
+    with pytest.raises(ValueError, match="representation"):
+        segment_users(model, dataset, representation="vectors")
+
+
+def test_model_that_scores_everyone_alike_falls_back_to_interactions(grouped):
     dataset, user_group, _ = grouped
     result = segment_users(PopularityRecommender().fit(dataset), dataset, k=3)
-    assert "interaction profile" in result.source and "no user embeddings" in result.notice
+    assert "interaction profile" in result.source and "scores everyone alike" in result.notice
+    assert result.kind == "interactions" and result.model is None
     assert same_partition(result.labels, user_group)   # the groups use disjoint items
+    asked = segment_users(PopularityRecommender().fit(dataset), dataset, k=3, representation="embeddings")
+    assert "no user embeddings" in asked.notice and asked.kind == "interactions"
 
 
 def test_wrong_embeddings_are_rejected(grouped):

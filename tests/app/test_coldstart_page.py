@@ -77,7 +77,10 @@ def test_submitting_a_profile_shows_titled_lists_and_the_explanation(open_page, 
     expected = simulate(fused, small_dataset, default_profile(small_dataset), k=10)
     shown = table(at, "cs_list_0")
     assert list(shown["Item"]) == list(expected.recommendations["title"])
-    assert {"Popularity", "Segment popularity"} <= set(texts(at).replace("*", "").splitlines())
+    assert "Fused (profile + history + content)" in texts(at).replace("*", "").splitlines()
+    assert [tab.label for tab in at.tabs][:2] == ["Popularity", "Segment popularity"]   # the comparisons, beside it
+    for position in range(3):
+        assert len(table(at, f"cs_list_{position}")) == 10
     details = table(at, "cs_details_0")
     assert {"category", "price", "tags", "Score"} <= set(details.columns)     # item features are shown
     assert "cs_explanation_chart" in chart_keys(at)
@@ -87,9 +90,22 @@ def test_submitting_a_profile_shows_titled_lists_and_the_explanation(open_page, 
     assert len(traces[0]["y"]) == 10                                  # one stacked bar per recommended item
     assert "add up exactly to the model's score" in texts(at)
     assert "lands in segment" in texts(at) and "the model trusts" in texts(at)
+    assert "placed by the model's own scores for this person" in texts(at)
     numbers = table(at, "cs_explanation_table")
     parts = numbers[expected.explanation_columns].sum(axis=1)
     assert (parts - numbers["Score"]).abs().max() < 1e-3
+
+
+def test_lists_give_the_category_room_beside_the_title(open_page, small_dataset, fused):
+    """Three lists side by side cut the category off at 1,400 px: two columns with set widths keep both."""
+    at = submit(open_page(PAGE, dataset=small_dataset, models={"fused": fused}))
+    for key in ("cs_list_0", "cs_list_1"):
+        element = at.main.get_by_key(key).dataframe[0]
+        assert list(element.value.columns) == ["#", "Item", "category"]
+        widths = {name: spec.get("width") for name, spec in json.loads(element.proto.columns).items()}
+        assert widths["#"] < widths["category"] < widths["Item"]
+        assert widths["#"] + widths["Item"] + widths["category"] <= 430     # half the main area at 1,400 px
+    assert "also in Popularity" in texts(at)
 
 
 def test_an_unknown_value_and_a_value_never_seen_work(open_page, small_dataset, fused):
@@ -152,8 +168,9 @@ def test_new_item_mode_shows_the_audience_and_hides_small_groups(open_page, smal
     assert not at.exception
     audience = table(at, "cs_audience_table")
     assert set(audience["Group"]) <= set(small_dataset.users["region"].dropna()) | {UNKNOWN}
-    assert audience["People"].sum() > 0
+    assert audience["People"].sum() == small_dataset.n_users            # the model scores everyone
     assert "cs_audience_chart" in chart_keys(at)
+    assert "model's own score for the new item" in texts(at) and "content similarity" not in texts(at)
 
     sizes = small_dataset.users["region"].value_counts()
     threshold = int(sizes.sort_values().iloc[1]) + 1                 # at least two regions fall below it
@@ -175,6 +192,17 @@ def test_without_a_fused_model_the_page_says_so_and_shows_the_baselines(open_pag
     assert len(table(at, "cs_list_0")) == 10 and len(table(at, "cs_list_1")) == 10
     assert "cs_explanation_chart" not in chart_keys(at)
     assert not at.exception
+
+
+def test_without_a_fused_model_the_new_item_audience_says_it_is_content_similarity(open_page, small_dataset):
+    at = open_page(PAGE, dataset=small_dataset, models={})
+    at.radio(key="cs_mode").set_value("A new item").run()
+    at.selectbox(key=f"cs_item_grouping_{VERSION}").set_value("region")
+    at.button(key="cs_item_submit").click().run()
+    assert not at.exception
+    assert "content similarity, not a model score" in texts(at)
+    assert "no model was given" in texts(at)
+    assert table(at, "cs_audience_table")["People"].sum() < small_dataset.n_users   # people without history: out
 
 
 def test_text_from_files_is_shown_as_text(open_page):

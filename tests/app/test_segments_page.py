@@ -57,6 +57,14 @@ def test_segments_of_the_fused_model_with_map_cards_comparison_privacy_and_expor
     assert not at.exception, at.exception
     assert chart(at, "seg_map")
 
+    # By default a person is described by the model's scores; its user vectors are the alternative.
+    assert at.radio(key="seg_representation").value == "scores"
+    assert "model scores (what it would recommend to each person)" in texts(at, "caption")
+    at.radio(key="seg_representation").set_value("embeddings").run()
+    assert not at.exception, at.exception
+    assert "model user embeddings" in texts(at, "caption")
+    at.radio(key="seg_representation").set_value("scores").run()
+
     # Profile features join the representation.
     at.toggle(key="seg_profile").set_value(True).run()
     assert not at.exception, at.exception
