@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from recommender import summary
+from recommender.training import model_label
 from ui import state
 from ui.common import PAGES, escape_markdown, format_count, link_to_page, page_cards, page_setup
 
@@ -42,7 +43,7 @@ else:
                         help="Profile columns used as model features.")
         models = state.get_models()
         if models:
-            st.caption("Trained models: " + ", ".join(escape_markdown(name) for name in models))
+            st.caption("Trained models: " + ", ".join(escape_markdown(model_label(name)) for name in models))
         else:
             st.caption("No model trained yet.")
 

@@ -13,8 +13,8 @@ from recommender.errors import DataError
 from recommender.schema import ROLES, guess_id_column, guess_interaction_columns, infer_column_roles
 from recommender import summary
 from ui import charts, state
-from ui.common import (escape_markdown, format_count, link_to_page, next_page_after, page_setup,
-                       show_problems)
+from ui.common import (escape_label, escape_markdown, format_count, format_period, link_to_page, next_page_after,
+                       page_setup, show_problems)
 from ui.loading import (MOVIELENS_TYPES, SAMPLE_DESCRIPTION, TABLE_TYPES, build_from_tables, build_movielens,
                         forget_uploads, load_dataset, load_sample, read_upload, upload_limit_mb)
 
@@ -89,7 +89,7 @@ def mapping_widgets(frame, key: str) -> dict:
         index = options.index(default) if default in options else 0
         with cell:
             value = st.selectbox(f"{role.capitalize()} column", options, index=index, key=f"map_{role}_{key}",
-                                 help=help_text, format_func=escape_markdown)
+                                 help=help_text)  # options are plain text: no escaping
         chosen[role] = None if value == NONE else value
     return chosen
 
@@ -101,8 +101,7 @@ def side_table_widgets(frame, kind: str, key: str, interaction_column: str | Non
     if guess is None and interaction_column in columns:
         guess = interaction_column
     id_column = st.selectbox(f"{'User' if kind == 'user' else 'Item'} id column", columns,
-                             index=columns.index(guess) if guess in columns else 0, key=f"id_{kind}_{key}",
-                             format_func=escape_markdown)
+                             index=columns.index(guess) if guess in columns else 0, key=f"id_{kind}_{key}")
     inferred = infer_column_roles(frame, id_column, kind)
     roles = {}
     if not inferred:
@@ -111,7 +110,7 @@ def side_table_widgets(frame, kind: str, key: str, interaction_column: str | Non
     cells = st.columns(3)
     for position, (column, role) in enumerate(inferred.items()):
         with cells[position % 3]:
-            roles[column] = st.selectbox(escape_markdown(column), ROLES, index=ROLES.index(role),
+            roles[column] = st.selectbox(escape_label(column), ROLES, index=ROLES.index(role),
                                          key=f"role_{kind}_{key}_{column}", help=ROLE_HELP)
     return id_column, roles
 
@@ -202,7 +201,8 @@ def show_counts(dataset: Dataset, counts: summary.DatasetCounts) -> None:
                     help=f"Share of all user × item pairs with an interaction (sparsity {counts.sparsity:.2%}).")
     cells[4].metric("Cold users", format_count(counts.n_cold_users), help="Users without any interaction.")
     cells[5].metric("Cold items", format_count(counts.n_cold_items), help="Items nobody interacted with.")
-    cells = st.columns(6)
+    # Short values only (six metrics share 1,400 px); the period gets two columns' width.
+    cells = st.columns([1, 1, 1, 1, 2])
     cells[0].metric("Median per user", f"{counts.median_per_user:g}", help="Interactions of a typical active user.")
     cells[1].metric("Median per item", f"{counts.median_per_item:g}", help="Interactions of a typical item.")
     if counts.has_ratings:
@@ -210,11 +210,13 @@ def show_counts(dataset: Dataset, counts: summary.DatasetCounts) -> None:
                         help=f"Mean rating {counts.rating_mean:.2f}.")
     else:
         cells[2].metric("Feedback", "implicit", help="No rating column: every interaction counts as a positive.")
+    cells[3].metric("Features", f"{counts.n_profile_features} / {counts.n_item_features}",
+                    help="Profile columns / item columns used as model features.")
     if counts.first_time is not None:
-        cells[3].metric("From", counts.first_time.strftime("%Y-%m-%d"))
-        cells[4].metric("To", counts.last_time.strftime("%Y-%m-%d"))
-    cells[5].metric("Profile / item features", f"{counts.n_profile_features} / {counts.n_item_features}",
-                    help="Columns of the profile and item tables used as model features.")
+        first, last = counts.first_time.strftime("%Y-%m-%d"), counts.last_time.strftime("%Y-%m-%d")
+        cells[4].metric("Period", format_period(counts.first_time, counts.last_time),
+                        help=f"From {first} to {last}.")
+        st.caption(f"Interactions from {first} to {last}.")
 
 
 def activity_tab(dataset: Dataset) -> None:

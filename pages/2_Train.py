@@ -26,9 +26,7 @@ logger = logging.getLogger(__name__)
 
 THIS_PAGE = "pages/2_Train.py"
 #: Session keys of this page (per session: never shared between browser sessions).
-JOB_KEY = "recolens_training_job"
-COLLECTED_KEY = "recolens_training_collected"
-TAKEN_KEY = "recolens_training_taken"
+JOB_KEY = state.JOB_KEY
 BUNDLE_SEEN_KEY = "recolens_bundle_seen"
 BUNDLE_ERROR_KEY = "recolens_bundle_error"
 PENDING_BUNDLE_KEY = "recolens_pending_bundle"
@@ -40,12 +38,13 @@ EMBEDDING_SIZES = (16, 32, 64, 128, 256)
 STATUS_WORDS = {"queued": "waiting", "running": "training", "done": "done", "cancelled": "stopped (kept)",
                 "failed": "failed", "skipped": "not trained"}
 
-dataset = page_setup("Train", icon=":material/model_training:")
+# This page draws the training progress itself (not in the sidebar).
+dataset = page_setup("Train", icon=":material/model_training:", watch_training=False)
 
 
 # ---------------------------------------------------------------------- helpers
 def current_job() -> TrainingJob | None:
-    return st.session_state.get(JOB_KEY)
+    return state.get_training_job()
 
 
 def file_slug(text: str) -> str:
@@ -56,41 +55,11 @@ def file_slug(text: str) -> str:
 def collect(job: TrainingJob) -> None:
     """Put the job's fitted models into the session as they finish; say how it ended, once.
 
-    Reruns the whole page when something new arrived (the sidebar lists the models), so it
-    may be called from the polling fragment.
+    The work is :func:`ui.state.harvest_training` (which every page runs in ``page_setup``);
+    here the whole page is rerun when something arrived, so the sidebar lists the model and
+    the polling fragment stops once the job has ended.
     """
-    snap = job.snapshot()
-    taken_job, taken = st.session_state.get(TAKEN_KEY, (None, frozenset()))
-    if taken_job is not job:
-        taken = frozenset()
-    announce = snap.finished and st.session_state.get(COLLECTED_KEY) is not job
-    if job.dataset is not state.get_dataset():
-        job.cancel()  # its models would not match the data loaded now
-        if snap.finished:
-            st.session_state.pop(JOB_KEY, None)  # nor would its curves
-        if announce:
-            st.session_state[COLLECTED_KEY] = job
-            state.flash("The data changed while training ran, so the models trained on the previous data were "
-                        "discarded. Train again on the data loaded now.", "warning")
-            st.rerun()
-        return
-    new = {name: model for name, model in snap.fitted.items() if name not in taken}
-    for name, model in new.items():
-        state.set_model(name, model)
-    st.session_state[TAKEN_KEY] = (job, taken | set(new))
-    if announce:
-        st.session_state[COLLECTED_KEY] = job
-        kept = ", ".join(model_label(name) for name in snap.fitted)
-        if snap.status == "done":
-            state.flash(f"Training finished: {kept} ready on every page.", "success")
-        elif snap.status == "cancelled":
-            state.flash(f"Training was cancelled. {('Kept: ' + kept + '.') if kept else 'No model was kept.'}",
-                        "info")
-        else:
-            state.flash(f"Training failed. {snap.message}" + (f" Still available: {kept}." if kept else ""),
-                        "error")
-        st.rerun()
-    if new:
+    if state.harvest_training():
         st.rerun()
 
 
@@ -108,7 +77,8 @@ def curve_figure(snap, kind: str) -> go.Figure | None:
             keys = sorted({key for record in records for key in record.metrics if key.startswith("val_ndcg")})
             series = {key: [record.metrics.get(key) for record in records] for key in keys}
         for key, values in series.items():
-            label = model_label(model.name) if key in ("train", "loss", "val_ndcg@10") else f"{model.name}: {key}"
+            short = model_label(model.name).split(" (")[0]   # "Fused", not the registry name "fused"
+            label = model_label(model.name) if key in ("train", "loss", "val_ndcg@10") else f"{short}: {key}"
             label = label.replace("val_ndcg@10_", "").replace("cold_user", "new users (profile only)") \
                 .replace("few_shot", "new users (3 items)").replace("warm", "known users")
             figure.add_trace(go.Scatter(
@@ -237,7 +207,7 @@ def start_training(names: list[str], settings: dict) -> None:
     models = [(name, make_model(name, **(settings if name == "fused" else {}))) for name in names]
     # Quick one-step baselines first, so their results are there while the slower models train.
     models.sort(key=lambda pair: expected_epochs(pair[1]) is not None)
-    st.session_state[JOB_KEY] = TrainingJob(dataset, models).start()
+    state.set_training_job(TrainingJob(dataset, models).start())
     logger.info("started training %s", ", ".join(names))
     st.rerun()
 
@@ -325,10 +295,6 @@ def upload_section() -> None:
 
 
 # ---------------------------------------------------------------------- the page
-job = current_job()
-if job is not None:
-    collect(job)
-
 st.title("Train")
 st.markdown("Train recommenders on the loaded data. Training runs in the background: this page shows its "
             "progress and you can cancel it at any time (the best model so far is kept). Trained models are "

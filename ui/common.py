@@ -12,8 +12,12 @@ page without a dataset stops with a pointer to the Data page, so the rest of the
 assume ``dataset`` is a :class:`~recommender.dataset.Dataset`.
 
 Text that comes from a file (ids, titles, column names, file names) must be shown with
-:func:`escape_markdown` (or in ``st.dataframe`` / ``st.text``, which never interpret it), and
-in Plotly labels with :func:`ui.charts.plot_text`. No page uses ``unsafe_allow_html`` with data.
+:func:`escape_markdown` in Markdown (``st.markdown``, captions, alerts, tabs, expanders), with
+:func:`escape_label` in widget and metric labels (which are Markdown too, but also the widget's
+accessible name, so plain names must stay free of backslashes), as is in selectbox/radio options
+(plain text: escaping would show the backslashes), in ``st.dataframe`` / ``st.text`` (never
+interpreted), and in Plotly labels with :func:`ui.charts.plot_text`. No page uses
+``unsafe_allow_html`` with data.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from streamlit.errors import StreamlitAPIException
 from recommender.dataset import Dataset
 from recommender.errors import Problem, format_rows
 from recommender.summary import problems_table
+from recommender.training import model_label
 from ui import state
 from ui.loading import ensure_dataset
 
@@ -69,8 +74,11 @@ PAGES: tuple[PageInfo, ...] = (
 
 # ---------------------------------------------------------------------- page setup
 def page_setup(title: str, icon: str | None = None, *, require_dataset: bool = True,
-               layout: str = "wide") -> Dataset | None:
-    """Set up a page: config, dataset, sidebar, flash message. Call it first on every page.
+               layout: str = "wide", watch_training: bool = True) -> Dataset | None:
+    """Set up a page: config, dataset, trained models, sidebar, flash message. Call it first on every page.
+
+    Models that the session's background training job (started on the Train page) has
+    finished are moved into the session here, so every page sees them at once.
 
     Parameters
     ----------
@@ -81,6 +89,9 @@ def page_setup(title: str, icon: str | None = None, *, require_dataset: bool = T
     require_dataset : bool
         Stop the page with a pointer to the Data page when no dataset could be loaded.
     layout : {"wide", "centered"}
+    watch_training : bool
+        While training runs, the sidebar shows its progress and reruns the page when a model
+        is ready. The Train page, which draws its own progress, turns this off.
 
     Returns
     -------
@@ -90,7 +101,8 @@ def page_setup(title: str, icon: str | None = None, *, require_dataset: bool = T
     st.set_page_config(page_title=f"{title} · {APP_NAME}", page_icon=icon or ":material/insights:",
                        layout=layout)
     dataset = ensure_dataset()
-    draw_sidebar()
+    state.harvest_training()
+    draw_sidebar(watch_training=watch_training)
     show_flash()
     if dataset is None and require_dataset:
         st.title(title)
@@ -113,12 +125,12 @@ def _label_from_file(stem: str) -> str:
     return re.sub(r"^\d+[_\s-]*", "", stem).replace("_", " ").strip() or stem
 
 
-def draw_sidebar() -> None:
+def draw_sidebar(*, watch_training: bool = True) -> None:
     """The shared sidebar: page links, which dataset is loaded and which models are trained.
 
     Streamlit's own page list is hidden (``client.showSidebarNavigation = false``) because it
     would call the home page "app"; this one uses readable names and the same icons as the
-    home page.
+    home page. Models are listed by the same display names the pages use.
     """
     dataset = state.get_dataset()
     models = state.get_models()
@@ -139,11 +151,31 @@ def draw_sidebar() -> None:
                 st.caption(escape_markdown(description))
         st.caption("Trained models")
         if models:
-            st.markdown("\n".join(f"- {escape_markdown(name)}" for name in models))
+            st.markdown("\n".join(f"- {escape_markdown(model_label(name))}" for name in models))
         else:
             st.markdown("_None yet_ — see the **Train** page.")
+        job = state.get_training_job()
+        if watch_training and job is not None and job.running:
+            training_status(job)
         if state.get_evaluation() is not None:
             st.caption("Evaluation: results available on the **Evaluate** page.")
+
+
+#: Seconds between two looks at a training job from the sidebar of another page.
+SIDEBAR_POLL_SECONDS = 2.0
+
+
+def training_status(job) -> None:
+    """A small progress line for a job running in the background; reruns the page when a model is ready."""
+
+    @st.fragment(run_every=SIDEBAR_POLL_SECONDS)
+    def status() -> None:
+        if state.harvest_training() or not job.running:
+            st.rerun()  # the whole page: the sidebar lists the new model, the page can use it
+        snap = job.snapshot()
+        st.progress(snap.progress, text=f"Training in the background · {snap.elapsed:.0f} s")
+
+    status()
 
 
 def show_flash() -> None:
@@ -207,13 +239,38 @@ def escape_markdown(text: object) -> str:
     """``text`` with every Markdown, HTML and Streamlit directive character escaped.
 
     Use it for any value that came from a file before passing it to ``st.markdown``,
-    ``st.caption``, widget labels, ``st.metric`` labels, tabs or expanders: ``<script>``
+    ``st.caption``, ``st.info``/``st.error``..., tabs or expanders (for widget and metric
+    labels use :func:`escape_label`; selectbox options are plain text): ``<script>``
     shows as text, ``[x](javascript:...)`` is not a link, ``:red[x]`` is not coloured and
     ``$x$`` is not maths. Line breaks become spaces (one value stays on one line).
     """
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
     # A value starting like a list item or heading ("- x", "12. x") must not become one.
     return _LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], escaped)
+
+
+# In a widget label only inline Markdown is drawn, and the raw label is also the field's accessible
+# name (screen readers, browser tests), so escape only what would really change the text there.
+_LABEL_SPECIAL = re.compile(
+    r"[*`\[\]<>~$|]"                          # emphasis, code, links, HTML, strike, maths, tables
+    r"|\\(?=[!-/:-@\[-`{-~])"                 # a backslash that would escape the next character
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"     # _ that can open or close emphasis (not in user_id)
+    r"|:(?=[A-Za-z])"                          # :red[...], :material/...:, :smile:
+    r"|&(?=#?\w+;)")                           # HTML entities such as &lt;
+_LABEL_LINE_START = re.compile(r"^(\s*)([-+=>#]|\d+[.)])")
+
+
+def escape_label(text: object) -> str:
+    """``text`` safe as a widget label (``st.selectbox(label)``, ``st.checkbox``, ``st.metric``...).
+
+    Like :func:`escape_markdown`, but only the characters that labels would interpret are
+    escaped, so ordinary names stay as they are in the accessible name of the widget:
+    ``"income_band"`` stays ``"income_band"`` (escape_markdown gives ``"income\\_band"``),
+    while ``"**x**"``, ``"<b>x</b>"``, ``":red[x]"`` and ``"[x](javascript:y)"`` show literally.
+    Options of a selectbox or radio are plain text: they need no escaping at all (``str``).
+    """
+    escaped = _LABEL_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text)).replace("\r", " ").replace("\n", " ")
+    return _LABEL_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], escaped)
 
 
 def problem_markdown(problem: Problem) -> str:
@@ -257,3 +314,19 @@ def format_count(value: float) -> str:
     if abs(value) >= 1_000_000:
         return f"{value / 1e6:,.1f}M"
     return f"{value:,.0f}"
+
+
+def format_period(first, last) -> str:
+    """The span between two timestamps in a short unit: ``"45 days"``, ``"12 months"``, ``"3.5 years"``.
+
+    Short enough for a metric in a six-column row (a full date range would be cut off).
+    """
+    days = max((last - first).total_seconds() / 86_400, 0.0)
+    if days < 1:
+        hours = days * 24
+        return f"{hours:.0f} hours" if hours >= 2 else "under 2 hours"
+    if days < 90:
+        return "1 day" if round(days) == 1 else f"{days:.0f} days"
+    if days < 3 * 365:
+        return f"{days / 30.44:.0f} months"
+    return f"{days / 365.25:.1f} years"

@@ -46,6 +46,13 @@ def test_data_page_summarises_the_sample(open_page):
     assert [tab.label for tab in at.tabs] == TABS
     assert len(at.get("plotly_chart")) == 3          # long tail and the two activity histograms
     assert "of all interactions" in all_text(at)
+    # Short metric values (a full date is cut off in a six-column row at 1,400 px): the dates are in a caption.
+    assert metrics["Period"] == "12 months" and "From" not in metrics and "To" not in metrics
+    assert all(len(value) <= 10 for value in metrics.values()), metrics
+    assert "Interactions from 2024-01-01 to 2024-12-" in all_text(at)
+    long_tail = json.loads(next(c for c in at.get("plotly_chart") if c.key == "chart_long_tail").proto.spec)
+    for axis in ("xaxis", "yaxis"):     # one readable label per power of ten, not "5, 2, 100, 5, 2"
+        assert long_tail["layout"][axis]["type"] == "log" and long_tail["layout"][axis]["dtick"] == 1
     assert len(open_tab(at, "Ratings & time").get("plotly_chart")) == 2
     assert len(open_tab(at, "Profiles").get("plotly_chart")) == len(dataset.profile_columns)
     assert len(open_tab(at, "Item features").get("plotly_chart")) == 2   # coverage and categories
@@ -148,6 +155,9 @@ def test_file_content_is_shown_as_text_never_as_html(open_page, small_dataset):
     assert not at.exception
     role_box = next(box for box in at.selectbox if "script" in box.label)
     assert role_box.label == r"\<script\>alert(1)\</script\>"    # a label is Markdown: escaped
+    # Options are plain text (never Markdown): shown exactly as in the file, without escaping backslashes.
+    id_box = next(box for box in at.selectbox if box.label == "User id column")
+    assert id_box.options[0] == "user_id"
     role_box.set_value("categorical").run()
     at.session_state["data_tab"] = "Profiles"
     at.button(key="load_upload").click().run()
@@ -230,3 +240,55 @@ def test_data_page_without_any_dataset_offers_the_loaders(open_page):
     assert "No dataset is loaded" in errors and "no data rows" in errors
     assert at.button(key="load_sample").label == "Load the bundled sample"
     assert not at.metric  # no summary without data
+
+
+def test_dropped_rows_are_counted_on_the_page(open_page, small_dataset):
+    """RELIABILITY 7: bad ratings and timestamps are dropped only with a count the person sees."""
+    at = upload_page(open_page, small_dataset)
+    events = ("user_id,item_id,rating,timestamp\n"
+              + "".join(f"U{i % 4},P{i % 5},{i % 5 + 1},2024-01-{i % 28 + 1:02d}\n" for i in range(20))
+              + "U1,P9,abc,2024-02-01\nU2,P9,inf,2024-02-01\nU3,P8,4,not a date\n").encode()
+    at.file_uploader(key="upload_interactions").set_value(("events.csv", events, "text/csv")).run()
+    at.button(key="load_upload").click().run()
+    assert not at.exception
+    assert at.session_state[state.DATASET_KEY].name == "events.csv"
+    report = "\n".join(element.value for element in [*at.warning, *at.error])
+    # Each problem: the file, the column, the file's line numbers, how many rows were dropped, the fix.
+    assert "events.csv · column 'rating' · lines 22 and 23**: 2 rating(s) are not a finite number; those rows " \
+           "were dropped" in report
+    assert "column 'timestamp' · line 24**: 1 timestamp(s) could not be read; those rows were dropped" in report
+    assert report.count("*Fix:*") >= 2
+    assert at.session_state[state.DATASET_KEY].n_interactions == len({(i % 4, i % 5) for i in range(20)})
+
+
+def test_an_upload_over_the_limit_is_refused_before_reading(open_page, small_dataset, monkeypatch):
+    """RELIABILITY 8: the size is checked before the file is read; the loaded data stays."""
+    import ui.loading
+
+    monkeypatch.setattr(ui.loading, "upload_limit_mb", lambda: 0)
+    at = upload_page(open_page, small_dataset)
+    at.file_uploader(key="upload_interactions").set_value(("big.csv", EVENTS, "text/csv")).run()
+    assert not at.exception
+    errors = "\n".join(error.value for error in at.error)
+    assert "big.csv" in errors and "limit" in errors.lower()
+    assert at.session_state[state.DATASET_KEY] is small_dataset
+
+
+def test_personal_identifier_columns_are_flagged_and_not_used(open_page, small_dataset):
+    """RELIABILITY 17: e-mails, names and phone numbers are excluded from modelling and flagged on the page."""
+    at = upload_page(open_page, small_dataset)
+    users = "user_id,email,full_name,phone,region\n" + "".join(
+        f"C{i},person{i}@example.com,Person Number{i},+44 20 7946 {1000 + i},{'NS'[i % 2]}\n" for i in range(1, 25))
+    events = "user_id,item_id\n" + "".join(f"C{i % 24 + 1},P{i % 6}\n" for i in range(80))
+    at.file_uploader(key="upload_interactions").set_value(("events.csv", events.encode(), "text/csv"))
+    at.file_uploader(key="upload_users").set_value(("people.csv", users.encode(), "text/csv")).run()
+    roles = {box.label: box.value for box in at.selectbox if box.label in ("email", "full_name", "phone", "region")}
+    assert roles == {"email": "pii", "full_name": "pii", "phone": "pii", "region": "categorical"}
+    at.button(key="load_upload").click().run()
+    assert not at.exception
+    dataset = at.session_state[state.DATASET_KEY]
+    assert not any(name.startswith(("email", "full_name", "phone")) for name in dataset.profile_encoder.feature_names)
+    at = open_tab(at, "Profiles")
+    flagged = "\n".join(warning.value for warning in at.warning)
+    assert "personal identifiers" in flagged and all(column in flagged for column in ("email", "full", "phone"))
+    assert "example.com" not in "\n".join(element.value for element in [*at.markdown, *at.caption, *at.warning])

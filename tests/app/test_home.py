@@ -1,12 +1,14 @@
 """The home page (app.py) and the shared page plumbing (sidebar, session state)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import ROOT, TIMEOUT
 from ui import state
+from ui.common import escape_label, format_period
 
 
 def sample_counts() -> tuple[int, int, int]:
@@ -73,3 +75,73 @@ def test_sidebar_navigation_names_every_page(open_page, small_dataset):
     labels = [link.value for link in at.sidebar.page_link]
     assert labels[:2] == ["Home", "Data"]
     assert len(labels) == 1 + len(list((ROOT / "pages").glob("*.py")))
+
+
+# ---------------------------------------------------------------------- the memo of slow results
+@pytest.fixture
+def session(monkeypatch) -> dict:
+    """A plain dict standing in for ``st.session_state`` (the accessors only need a mapping)."""
+    store: dict = {}
+    monkeypatch.setattr(state, "_state", lambda: store)
+    return store
+
+
+def test_memo_computes_once_per_name_and_dataset(session, small_dataset):
+    state.set_dataset(small_dataset, "test")
+    calls = []
+    assert state.memo("a", lambda: calls.append("a") or 1) == 1
+    assert state.memo("a", lambda: calls.append("a again") or 2) == 1
+    assert calls == ["a"]
+    state.set_dataset(small_dataset, "the same data loaded again")   # a new load forgets everything
+    assert state.memo("a", lambda: calls.append("after reload") or 3) == 3
+    assert len(session[state.MEMO_KEY]) == 1
+
+
+def test_memo_is_bounded_and_drops_the_least_recently_used(session, small_dataset):
+    state.set_dataset(small_dataset, "test")
+    limit = state.MEMO_MAX_ENTRIES
+    for position in range(limit):
+        state.memo(f"r{position}", lambda position=position: position)
+    state.memo("r0", lambda: pytest.fail("r0 is still stored"))      # used again: now the most recent
+    state.memo("one more", lambda: "new")
+    assert len(session[state.MEMO_KEY]) == limit
+    assert "r0" in session[state.MEMO_KEY] and "r1" not in session[state.MEMO_KEY]
+    for position in range(limit + 10):
+        state.memo(f"s{position}", lambda: 0)
+    assert len(session[state.MEMO_KEY]) == limit
+
+
+def test_memo_is_dropped_when_the_dataset_changes_without_set_dataset(session, small_dataset):
+    """Even a dataset put straight into the state (as tests and restores do) starts a fresh memo."""
+    session[state.DATASET_KEY] = small_dataset
+    assert state.memo("counts", lambda: "old") == "old"
+    session[state.DATASET_KEY] = small_dataset.with_interactions(np.arange(10))
+    assert state.memo("counts", lambda: "new") == "new"
+    assert list(session[state.MEMO_KEY]) == ["counts"]
+
+
+# ---------------------------------------------------------------------- labels and short values
+@pytest.mark.parametrize("text, expected", [
+    ("income_band", "income_band"),                      # plain names keep their accessible name
+    ("Time: 10 (s)", "Time: 10 (s)"),
+    ("_x_", r"\_x\_"),
+    ("**bold**", r"\*\*bold\*\*"),
+    ("<script>x</script>", r"\<script\>x\</script\>"),
+    (":red[x]", r"\:red\[x\]"),
+    ("[a](javascript:x)", r"\[a\](javascript\:x)"),
+    ("$x$ ~y~ `z`", r"\$x\$ \~y\~ \`z\`"),
+    ("# Heading", r"\# Heading"),
+    ("12. x", r"12\. x"),
+    ("a\\*b", "a\\\\\\*b"),
+    ("A &lt; B", r"A \&lt; B"),
+    ("two\nlines", "two lines"),
+])
+def test_escape_label_escapes_only_what_labels_interpret(text, expected):
+    assert escape_label(text) == expected
+
+
+@pytest.mark.parametrize("days, expected", [(0.01, "under 2 hours"), (0.5, "12 hours"), (1, "1 day"),
+                                            (45, "45 days"), (365, "12 months"), (1200, "3.3 years")])
+def test_format_period_is_short(days, expected):
+    first = pd.Timestamp("2024-01-01", tz="UTC")
+    assert format_period(first, first + pd.Timedelta(days=days)) == expected

@@ -7,6 +7,7 @@ fragment would.
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 
 import pytest
@@ -69,13 +70,74 @@ def test_a_short_run_completes_and_the_models_join_the_session(open_page, small_
     assert set(models) == {"fused", "popularity"}
     assert models["fused"].max_epochs == 2 and models["fused"].dim == 16
     assert len(models["fused"].recommend([small_dataset.user_ids[0]], k=5)) == 5
-    assert "fused" in texts(at.sidebar, "markdown")                  # the sidebar lists it
+    sidebar = texts(at.sidebar, "markdown")
+    assert "Fused (profile + history + content)" in sidebar and "Popularity" in sidebar   # display names
+    assert "- fused" not in sidebar                                  # not the internal registry name
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert "curve_loss" in charts                                    # the loss curve
     # 200 users are too few to hold back validation users: the page says why there is no NDCG curve.
     assert "curve_ndcg" in charts or "No validation curve" in texts(at, "caption")
     downloads = {button.key for button in at.get("download_button")}
     assert downloads == {"download_fused", "download_popularity"}
+
+
+def test_a_model_finished_in_the_background_reaches_any_page(open_page, small_dataset, monkeypatch):
+    """Training started on Train; the person moves on before it ends: the next page gets the model."""
+    gate = threading.Event()
+
+    class GatedPopularity(REGISTRY["popularity"]):
+        """Popularity that waits for the test before fitting (so the job is surely still running)."""
+
+        def _fit(self, dataset, callback):
+            gate.wait(PATIENCE)
+            super()._fit(dataset, callback)
+
+    monkeypatch.setitem(REGISTRY, "popularity", GatedPopularity)
+    at = open_page(TRAIN_PAGE, dataset=small_dataset)
+    at.checkbox(key="train_fused").uncheck()
+    at.checkbox(key="train_popularity").check()
+    at.button(key="start_training").click().run()
+    job = at.session_state[JOB_KEY]
+    at.switch_page("pages/3_Evaluate.py").run()      # the person leaves the Train page while it trains
+    assert job.running and session_models(at) == {}
+    progress = [element.proto.text for element in at.sidebar.get("progress")]
+    assert progress and progress[0].startswith("Training in the background")    # the sidebar says it is running
+    gate.set()
+    assert job.wait(PATIENCE)
+    at.run()                                         # any rerun of this page (a click, the sidebar's poll)
+    assert not at.exception
+    assert set(session_models(at)) == {"popularity"}
+    assert session_models(at)["popularity"] is job.snapshot().fitted["popularity"]
+    assert "Popularity" in texts(at.sidebar, "markdown")
+    assert not at.sidebar.get("progress")
+    assert "Popularity ready on every page." in texts(at, "success")
+    at.run()
+    assert "Training finished" not in texts(at, "success")       # announced once
+    assert set(session_models(at)) == {"popularity"}
+
+
+def test_a_diverging_model_is_stopped_with_a_message_naming_the_learning_rate(open_page, small_dataset,
+                                                                             monkeypatch, fitted_popularity):
+    """RELIABILITY 12 on the page: the fit diverges for real (a learning rate far above the form's limit)."""
+    class Diverging(REGISTRY["fused"]):
+        def __init__(self, **params):
+            super().__init__(**{**params, "learning_rate": 1e12})
+
+    monkeypatch.setitem(REGISTRY, "fused", Diverging)
+    at = quick_fused(open_page(TRAIN_PAGE, dataset=small_dataset, models={"ease": fitted_popularity}), epochs=5)
+    at.button(key="start_training").click().run()
+    at = finish(at, at.session_state[JOB_KEY])
+    assert not at.exception
+    job = at.session_state[JOB_KEY]
+    fused = next(model for model in job.snapshot().models if model.name == "fused")
+    errors = texts(at, "error")
+    assert "learning rate" in errors.lower() and "Training failed" in errors
+    assert "Traceback" not in errors
+    models = session_models(at)
+    assert models["ease"] is fitted_popularity and "popularity" in models    # nothing else was lost
+    assert ("fused" in models) == fused.usable                                # only usable weights are kept
+    if fused.usable:
+        assert len(models["fused"].recommend([small_dataset.user_ids[0]], k=3)) == 3
 
 
 def wait_for(condition, what: str):

@@ -15,7 +15,7 @@ Fixtures
     step fails, the later steps of that module are skipped (they would fail for the same reason),
     and a screenshot of the failing state is saved as ``FAILED_<test name>.png``.
 
-Helpers: :func:`screenshot`, :func:`wait_idle`.
+Helpers: :func:`screenshot`, :func:`view_screenshot`, :func:`wait_idle`.
 
 Opening a page URL directly starts a *new* Streamlit session; to keep the session, navigate
 by clicking the sidebar links (see ``go_to`` in ``test_browser.py``).
@@ -190,6 +190,28 @@ def screenshot(page, name: str) -> Path:
     finally:
         if tall != original["height"]:
             page.set_viewport_size(original)
+    return path
+
+
+def view_screenshot(page, name: str, anchor=None) -> Path:
+    """Save what a person sees in the window (1400 px wide), scrolled so that ``anchor`` is at the top.
+
+    These are the pictures for the README (``readme_*.png``): one screen, not the whole page, so
+    they stay small and readable. ``anchor`` is a Playwright locator (a heading, a chart).
+    """
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.mouse.move(0, 0)
+    if anchor is not None:
+        # Streamlit scrolls inside its main container; leave room for its top bar above the anchor.
+        anchor.evaluate("element => { element.scrollIntoView({block: 'start'});"
+                        " const main = document.querySelector('[data-testid=\"stMain\"]');"
+                        " if (main) main.scrollBy(0, -70); }")
+        page.wait_for_timeout(400)
+    page.screenshot(path=str(path), full_page=False)
+    if anchor is not None:
+        page.evaluate("() => { const main = document.querySelector('[data-testid=\"stMain\"]');"
+                      " if (main) main.scrollTo(0, 0); }")
     return path
 
 

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import ROOT, screenshot, wait_idle
+from tests.e2e.conftest import ROOT, screenshot, view_screenshot, wait_idle
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -32,10 +32,9 @@ FUSED = "Fused (profile + history + content)"
 #: Training kept small: the whole browser suite must stay well under 5 minutes on 2 cores.
 TRAIN_EPOCHS = 2
 TRAIN_TIMEOUT_MS = 240_000
-#: The new person of the cold-start step, and an item they already liked (titles come from items.csv).
+#: The new person of the cold-start step (an item they already liked: :func:`most_popular_title`).
 PROFILE = {"gender": "M", "region": "North", "occupation": "Engineer", "income_band": "high",
            "signup_channel": "web"}
-LIKED_TITLE = "Fernhill Sci Fi Novel 2"
 #: A PNG header and some binary bytes: what a picture renamed to .csv looks like.
 FAKE_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
             + bytes(range(256)) * 4)
@@ -105,11 +104,32 @@ def sample_titles() -> set[str]:
     return set(pd.read_csv(ROOT / "sample_data" / "items.csv", dtype=str, keep_default_na=False)["title"])
 
 
+def most_popular_title() -> str:
+    """The title of the sample's most interacted-with item, read from sample_data/.
+
+    The cold-start step says the person already liked it: a popular item is one the models would
+    otherwise recommend, so "never recommended again" is a real check.
+    """
+    folder = ROOT / "sample_data"
+    interactions = pd.read_csv(folder / "interactions.csv", dtype=str, keep_default_na=False)
+    items = pd.read_csv(folder / "items.csv", dtype=str, keep_default_na=False).set_index("item_id")
+    counts = interactions.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts()
+    top = counts[counts == counts.max()].index.min()      # ties: the smallest id, so the choice is stable
+    return items.loc[top, "title"]
+
+
 def metric(page, label: str):
     """The value element of the metric called ``label`` in the main area."""
     box = main(page).locator("[data-testid='stMetric']").filter(
         has=page.locator("[data-testid='stMetricLabel']", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")))
     return box.first.locator("[data-testid='stMetricValue']")
+
+
+def cut_off_metrics(page) -> list[str]:
+    """Metrics whose label or value does not fit its column (shown with an ellipsis "…")."""
+    overflowing = "e => [e, ...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth + 1)"
+    return [box.inner_text().replace("\n", " ") for box in main(page).locator("[data-testid='stMetric']").all()
+            if box.evaluate(overflowing)]
 
 
 def check_page_is_healthy(page) -> None:
@@ -138,6 +158,7 @@ def test_01_home_shows_the_bundled_sample(journey):
     expect_sample_counts(page)
     expect(main(page)).to_contain_text("RecoLens sample shop (synthetic)")
     expect(main(page)).to_contain_text("No model trained yet.")
+    assert cut_off_metrics(page) == []
     # The page cards link every existing page in order.
     expect(main(page).locator("[data-testid='stPageLink-NavLink']").first).to_contain_text("1. Data")
     check_page_is_healthy(page)
@@ -150,6 +171,8 @@ def test_02_data_page_summarises_the_sample(journey):
     expect(main(page)).to_contain_text("The bundled sample is loaded.")
     expect_sample_counts(page)
     expect(metric(page, "Ratings")).to_have_text("1 – 5")
+    expect(metric(page, "Period")).to_have_text("12 months")
+    assert cut_off_metrics(page) == []                       # every number readable at 1,400 px
     expect(main(page)).to_contain_text("of all interactions")   # the concentration sentence
     expect_charts(page, 3)                                        # long tail + two histograms
     for tab in ("Activity", "Ratings & time", "Profiles", "Item features", "Column roles"):
@@ -190,11 +213,11 @@ def test_03_train_the_fused_model(journey):
 
     main(page).get_by_role("button", name="Train", exact=True).click()
     # While it runs the page redraws itself every second; then it says what was trained.
-    trained = re.compile(r"Trained (fused, popularity|popularity, fused) in \d")
+    trained = re.compile(rf"Trained {re.escape(FUSED)}, Popularity in \d")   # display names, pages' order
     expect(main(page).get_by_text(trained)).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
     wait_idle(page)
-    expect(sidebar(page)).to_contain_text("fused")
-    expect(sidebar(page)).to_contain_text("popularity")
+    expect(sidebar(page)).to_contain_text(FUSED)              # the sidebar uses the pages' model names
+    expect(sidebar(page)).to_contain_text("Popularity")
     expect(main(page).get_by_role("heading", name="Save trained models").first).to_be_visible()
     expect(main(page).get_by_role("button", name=f"Download {FUSED}")).to_be_visible()
     expect_charts(page, 2)             # training loss and validation NDCG per epoch
@@ -238,6 +261,7 @@ def test_04_evaluate_popularity_against_fused(journey):
     expect(sidebar(page)).to_contain_text("Evaluation: results available")
     check_page_is_healthy(page)
     screenshot(page, "04_evaluate")
+    view_screenshot(page, "readme_evaluate", main(page).get_by_role("heading", name="Results").first)
 
 
 def test_05_segments(journey):
@@ -250,7 +274,8 @@ def test_05_segments(journey):
     source = main(page).locator("[data-testid='stSelectbox']").filter(has_text="Represent each person by")
     expect(source.get_by_role("combobox")).to_have_value(f"{FUSED} model")
     expect(main(page)).to_contain_text(re.compile(r"\d+ segments give the clearest split"))
-    expect(main(page)).to_contain_text(re.compile(r"\d+ segments from fused model user embeddings"))
+    # Of the fused model: its user vectors or its scores, whichever the page uses by default.
+    expect(main(page)).to_contain_text(re.compile(r"\d+ segments from fused model (user embeddings|scores)"))
     expect(chart(page, "How clearly the users split")).to_be_visible()
     # The map is WebGL (thousands of points): a canvas, and one legend entry per segment shown.
     segment_map = chart(page, "Users coloured by segment")
@@ -270,6 +295,7 @@ def test_05_segments(journey):
     expect(main(page).get_by_role("button", name="Segment of each user (CSV)")).to_be_visible()
     check_page_is_healthy(page)
     screenshot(page, "05_segments")
+    view_screenshot(page, "readme_segment_map", main(page).get_by_role("heading", name="Map of the users").first)
 
 
 def test_06_similarity(journey):
@@ -318,12 +344,13 @@ def test_07_cold_start(journey):
     for label, option in PROFILE.items():
         choose(page, label, option)
     # One item the person already liked (typed, then picked from the matches).
+    liked_title = most_popular_title()
     liked_box = form.locator("[data-testid='stMultiSelect']").get_by_role("combobox")
     liked_box.click()
-    liked_box.fill(LIKED_TITLE)
-    page.get_by_role("option", name=re.compile(rf"^{re.escape(LIKED_TITLE)} \(")).first.click()
+    liked_box.fill(liked_title)
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(liked_title)} \(")).first.click()
     page.keyboard.press("Escape")
-    expect(form.get_by_role("group", name="Selected values")).to_contain_text(LIKED_TITLE)
+    expect(form.get_by_role("group", name="Selected values")).to_contain_text(liked_title)
     check_page_is_healthy(page)
 
     form.get_by_role("button", name="Recommend", exact=True).click()
@@ -336,22 +363,30 @@ def test_07_cold_start(journey):
         expect(main(page)).to_contain_text(f"{label}: {option}")
     expect(main(page)).to_contain_text(re.compile(r"This person lands in segment \d+"))
     expect(main(page)).to_contain_text("For this person the model trusts")
-    # Three lists side by side; each shows 10 real item titles, and the liked item is not recommended again.
+    # Three lists (the fused model's, and the baselines' side by side or in tabs); each shows 10 real item
+    # titles, and the liked item is not recommended again.
     titles = sample_titles()
     for position, name in enumerate((FUSED, "Popularity", "Segment popularity")):
+        tab = main(page).get_by_role("tab", name=name, exact=True)
+        if tab.count():
+            tab.click()
         expect(main(page).get_by_text(name, exact=True).first).to_be_visible()
-        recommended = grid_column(main(page).locator(f".st-key-cs_list_{position}"), "Item")
+        table = main(page).locator(f".st-key-cs_list_{position}")
+        expect(table.locator("tbody tr[role='row']").nth(9)).to_be_attached()
+        recommended = grid_column(table, "Item")
         assert len(recommended) == 10, recommended
         assert set(recommended) <= titles, set(recommended) - titles
         if position == 0:
             fused_list = recommended
-    assert LIKED_TITLE not in fused_list            # what the person already liked is not shown again
+    assert liked_title not in fused_list            # what the person already liked is not shown again
     # The explanation chart labels its bars with the (shortened) titles, best first.
     expect(chart(page, "Why these items: where each score comes from")).to_contain_text(
         f"1. {fused_list[0][:15]}")
     expect(main(page).get_by_role("heading", name="Change one thing").first).to_be_visible()
     check_page_is_healthy(page)
     screenshot(page, "07_cold_start")
+    view_screenshot(page, "readme_cold_start",
+                    main(page).get_by_role("heading", name="What the new person would be shown").first)
 
 
 def test_08_broken_uploads_keep_the_loaded_data(journey, tmp_path):
@@ -391,6 +426,7 @@ def test_08_broken_uploads_keep_the_loaded_data(journey, tmp_path):
     expect_sample_counts(page)
     expect(main(page)).to_contain_text("RecoLens sample shop (synthetic)")
     if (ROOT / "pages" / "2_Train.py").is_file():
-        expect(main(page)).to_contain_text(re.compile(r"Trained models: .*fused"))
+        expect(main(page)).to_contain_text(re.compile(rf"Trained models: .*{re.escape(FUSED)}"))
     check_page_is_healthy(page)
     screenshot(page, "10_home_after")
+    view_screenshot(page, "readme_home")
