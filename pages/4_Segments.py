@@ -179,7 +179,7 @@ def segment_map(result) -> None:
                             help="PCA keeps the broad directions of the data; t-SNE keeps neighbours together "
                                  "and shows groups more clearly, but distances between groups mean little.")
     colour_by = cells[1].selectbox("Colour by", [COLOUR_BY_SEGMENT, *columns], key="seg_colour",
-                                   format_func=lambda c: "Segment" if c == COLOUR_BY_SEGMENT else escape_markdown(c))
+                                   format_func=lambda c: "Segment" if c == COLOUR_BY_SEGMENT else str(c))
     with st.spinner("Drawing the map..." if method == "pca" else "Computing t-SNE (10-20 s for a few thousand "
                                                                  "people)..."):
         coords, index, notice = analysis_charts.remembered(
@@ -340,6 +340,13 @@ if not embedding_models:
             "segment people by the taste it learned.", icon=":material/info:")
     link_to_page(TRAIN_PAGE, label="Train a model")
 
+# When a model arrives (or goes), a choice made without it gives way to the new default: people
+# who trained a model come here to see its segments, not the profile-only ones from before.
+available = tuple(embedding_models)
+if st.session_state.get("seg_source_models") != available:
+    st.session_state["seg_source_models"] = available
+    if st.session_state.get("seg_source") not in embedding_models:
+        st.session_state.pop("seg_source", None)
 source, include_profile, k_min, representation = controls(sources, default)
 auto = segments_or_stop(source, include_profile, None, k_min, representation)
 fixed_k = choose_k(auto)

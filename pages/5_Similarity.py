@@ -131,8 +131,8 @@ def explain(item_ids: list[str], model, k_min: int) -> None:
     st.caption("Click a cell of the heatmap, or choose the two items here.")
     labels = dict(zip(item_ids, dataset.item_labels(dataset.item_indices(item_ids))))
     cells = st.columns(2)
-    a = cells[0].selectbox("Item A", item_ids, key=PAIR_A, format_func=lambda i: escape_markdown(labels[i]))
-    b = cells[1].selectbox("Item B", item_ids, key=PAIR_B, format_func=lambda i: escape_markdown(labels[i]))
+    a = cells[0].selectbox("Item A", item_ids, key=PAIR_A, format_func=lambda i: str(labels[i]))
+    b = cells[1].selectbox("Item B", item_ids, key=PAIR_B, format_func=lambda i: str(labels[i]))
     result = explain_pair(dataset, model, a, b, k_min=k_min)
     audience = result["audience"]
 
@@ -187,7 +187,7 @@ def items_section(k_min: int) -> None:
                         format_func={"popular": "Most popular", "category": "One category"}.get)
         category, top_n = None, 30
         if mode == "category":
-            category = st.selectbox("Category", categories, key="sim_category", format_func=escape_markdown)
+            category = st.selectbox("Category", categories, key="sim_category", format_func=str)
             top_n = MAX_ITEMS
         else:
             top_n = st.slider("How many", min_value=5, max_value=MAX_ITEMS, value=30, step=5, key="sim_top_n")
@@ -281,7 +281,7 @@ def attribute_section(k_min: int) -> None:
         st.info("The data has no profile attribute that splits people into groups (a categorical, age or "
                 "numeric column of the user table).")
         return
-    column = st.selectbox("Profile attribute", columns, key="sim_attribute", format_func=escape_markdown)
+    column = st.selectbox("Profile attribute", columns, key="sim_attribute", format_func=str)
     matrix = compute_matrix(("attribute", column, k_min),
                             lambda: affinity_matrix(dataset, profile_groups(dataset, column), k_min))
     if matrix is not None:

@@ -35,7 +35,7 @@ from recommender.models import REGISTRY
 from recommender.models.fused import FusedRecommender
 from recommender.training import model_label
 from ui import analysis_charts, charts, state
-from ui.common import PAGES, escape_markdown, link_to_page, page_setup, show_problems
+from ui.common import PAGES, escape_label, escape_markdown, link_to_page, page_setup, show_problems
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def percent(value: float) -> str:
 # ---------------------------------------------------------------------- form fields
 def field_widget(spec, key: str, current: Any = None, use_default: bool = True) -> Any:
     """One form field for ``spec`` (a :class:`FieldSpec`); returns the answer (None: not given)."""
-    label = escape_markdown(spec.name)
+    label = escape_label(spec.name)
     help_text = escape_markdown(spec.help) if spec.help else None
     value = spec.default if use_default else current
     if spec.kind == "select":

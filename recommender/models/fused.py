@@ -655,12 +655,12 @@ class _NeighbourPool:
                 own = self.users[position] == exclude[start:stop]
                 similarity[np.flatnonzero(own), position[own]] = -np.inf
             if k < n_pool:
-                # torch's top-k is several times faster than numpy's argpartition here.
-                top = torch.from_numpy(similarity).topk(k, dim=1, sorted=False)
-                weights, neighbours = top.values.numpy(), top.indices.numpy()
+                # argpartition, not torch.topk: its choice among tied neighbours depends only on
+                # the row, so a person's scores never depend on who else is in the batch.
+                neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
             else:
                 neighbours = np.broadcast_to(np.arange(n_pool), (stop - start, n_pool))
-                weights = similarity
+            weights = np.take_along_axis(similarity, neighbours, axis=1)
             weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
             totals = weights.sum(axis=1, keepdims=True)
             weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)

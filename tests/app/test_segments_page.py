@@ -105,3 +105,17 @@ def test_without_a_model_the_page_says_why_and_segments_the_profiles(open_page, 
     at.selectbox(key="seg_source").set_value("__interactions__").run()
     assert not at.exception, at.exception
     assert "interaction profile" in texts(at, "caption")
+
+
+def test_a_model_trained_later_replaces_the_profile_only_choice(open_page, small_dataset, fused):
+    at = open_page(SEGMENTS_PAGE, dataset=small_dataset)
+    assert at.selectbox(key="seg_source").value == "__profile__"
+    # The user trains a model on the Train page, then comes back: its segments are shown.
+    at.session_state[state.MODELS_KEY] = {"fused": fused}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="seg_source").value == "fused"
+    # An explicit choice made while the model is there is kept.
+    at.selectbox(key="seg_source").set_value("__interactions__").run()
+    at.run()
+    assert at.selectbox(key="seg_source").value == "__interactions__"
