@@ -459,6 +459,7 @@ class _FusedNetwork(nn.Module):
                       content: torch.Tensor | None, id_mask: torch.Tensor,
                       index: torch.Tensor | None = None, reference: torch.Tensor | None = None,
                       split_item_parts: bool = False, new_item_content: torch.Tensor | None = None,
+                      statistics: dict | None = None,
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The gates and each source's standardised scores.
 
@@ -481,6 +482,10 @@ class _FusedNetwork(nn.Module):
             predicted from content, no item-item score, content kNN against the history),
             standardised with the catalogue's mean and spread only, so their scores are on the
             scale of the catalogue's.
+        statistics : dict, optional
+            Filled with what scoring a new item needs besides its content (see
+            :meth:`FusedRecommender.score_new_items`): ``profile_vector``, ``history_vector``
+            (n, dim) and, per source, ``mean_<source>`` and ``spread_<source>`` (n, 1).
 
         Returns
         -------
@@ -510,9 +515,11 @@ class _FusedNetwork(nn.Module):
             spread = torch.sqrt(((columns - mean) ** 2).mean(dim=1, keepdim=True) + 1e-8)
             return mean, spread
 
-        def standardise(raw: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        def standardise(raw: torch.Tensor, mask: torch.Tensor | None = None, name: str = "") -> torch.Tensor:
             """``(raw - mean) / spread`` per person, times ``mask`` (per item) if given; two full-size ops."""
             mean, spread = mean_and_spread(raw)
+            if statistics is not None and name:
+                statistics[f"mean_{name}"], statistics[f"spread_{name}"] = mean, spread
             scale = 1.0 / spread
             if mask is None:
                 return torch.addcmul(-mean * scale, raw, scale)
@@ -528,7 +535,9 @@ class _FusedNetwork(nn.Module):
                         dim=1, keepdim=True)
                     scores[f"{name}_{part}"] = (raw - centre) / spread
             else:
-                scores[name] = standardise(vector @ (collaborative + content_vectors).T)
+                scores[name] = standardise(vector @ (collaborative + content_vectors).T, name=name)
+            if statistics is not None:
+                statistics[f"{name}_vector"] = vector
         n, n_scored = profile.shape[0], collaborative.shape[0]
         # Item-item and similar-people scores come from interactions: about an item without an
         # id vector (new, or id-dropped in training, which must look new) they know nothing, so
@@ -546,7 +555,7 @@ class _FusedNetwork(nn.Module):
             if n_new:
                 raw = torch.cat([raw, self.new_item_content_similarity(items, n_history, content,
                                                                         new_item_content)], dim=1)
-            scores["content_similarity"] = standardise(raw)
+            scores["content_similarity"] = standardise(raw, name="content_similarity")
         else:
             scores["content_similarity"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
         if self.similar_people and neighbour_scores is not None:
@@ -557,6 +566,8 @@ class _FusedNetwork(nn.Module):
         else:
             scores["similar_people"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
         mean, spread = mean_and_spread(popularity[None, :])
+        if statistics is not None:
+            statistics["mean_popularity"], statistics["spread_popularity"] = mean, spread
         scores["popularity"] = ((popularity[None, :] - mean) / spread).expand(n, -1)
         unavailable = gate == 0
         cold_logits = torch.log(gate.clamp(min=1e-30)) + self.cold_item_gate_offset
@@ -1013,6 +1024,7 @@ class FusedRecommender(Recommender):
         self._content: torch.Tensor | None = None
         self._config: dict = {}
         self._history: list[dict] = []
+        self._new_item_cache: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -1060,6 +1072,7 @@ class FusedRecommender(Recommender):
     # ------------------------------------------------------------------ fitting
     def _fit(self, dataset: Dataset, callback: Callback | None) -> None:
         self._check_params()
+        self._new_item_cache = None
         if dataset.n_interactions == 0:
             self.dataset = None
             raise ModelFitError("the data has no interactions to learn from; load interactions first.")
@@ -1729,14 +1742,52 @@ class FusedRecommender(Recommender):
         if not np.isfinite(features).all():
             raise ValueError("item_features contains NaN or infinite values")
         new_content = torch.from_numpy(np.ascontiguousarray(features)).to(self._device)
-        out = np.empty((dataset.n_users, features.shape[0]), dtype=np.float32)
-        for start in range(0, dataset.n_users, SCORE_BATCH):
-            index = np.arange(start, min(start + SCORE_BATCH, dataset.n_users))
-            _, static, behaviour, history = self._known_user_inputs(index)
-            inputs = self._inputs(static, behaviour, history)
-            scores = net.logits(*inputs, self._content, self._id_mask, new_item_content=new_content)
-            out[index] = scores[:, net.n_items:].float().cpu().numpy()
-        return out
+        statistics = self._new_item_statistics()
+        content_vectors, popularity = net.new_item_parts(new_content)
+
+        def standardised(raw: torch.Tensor, name: str) -> torch.Tensor:
+            return (raw - statistics[f"mean_{name}"]) / statistics[f"spread_{name}"]
+
+        # The item-item and similar-people sources know nothing about a new item: 0 after
+        # standardising (see _FusedNetwork.source_scores), so they add nothing here.
+        gate = statistics["gate"]
+        fused = (gate[:, 0:1] * standardised(statistics["profile_vector"] @ content_vectors.T, "profile")
+                 + gate[:, 1:2] * standardised(statistics["history_vector"] @ content_vectors.T, "history")
+                 + gate[:, 5:6] * standardised(popularity[None, :], "popularity"))
+        if net.n_content_neighbours:
+            # A history item counts a new item when it would be among its content neighbours.
+            similarity = F.normalize(self._content, dim=1) @ F.normalize(new_content, dim=1).T   # (n_items, m)
+            kept = (similarity > 0) & (similarity >= net.content_neighbour_similarity[:, -1:])
+            kept_similarity = (similarity * kept.to(similarity.dtype)).cpu().numpy()
+            raw = torch.from_numpy(np.ascontiguousarray(_binary(dataset.matrix) @ kept_similarity,
+                                                        dtype=np.float32)).to(self._device)
+            fused = fused + gate[:, 3:4] * standardised(raw, "content_similarity")
+        return (net.temperature * fused).float().cpu().numpy()
+
+    @torch.no_grad()
+    def _new_item_statistics(self) -> dict[str, torch.Tensor]:
+        """What every training user's score of a new item needs besides the item, computed once per model.
+
+        The new-item gate and, per source, the mean and spread of the user's scores over the
+        catalogue (what standardises a new item's raw score), plus the profile and history
+        vectors: with them a new item costs a few small products instead of rescoring the whole
+        catalogue for everyone (about 0.5 s on the sample, now a few ms after the first call).
+        """
+        if self._new_item_cache is None:
+            net, dataset = self._net, self.dataset
+            parts, shared = [], {}
+            for start in range(0, dataset.n_users, SCORE_BATCH):
+                index = np.arange(start, min(start + SCORE_BATCH, dataset.n_users))
+                _, static, behaviour, history = self._known_user_inputs(index)
+                statistics: dict[str, torch.Tensor] = {}
+                gate, _ = net.source_scores(*self._inputs(static, behaviour, history), self._content, self._id_mask,
+                                            statistics=statistics)
+                statistics["gate"] = gate[:, 1]
+                shared = {name: statistics.pop(name) for name in ("mean_popularity", "spread_popularity")}
+                parts.append(statistics)
+            cache = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+            self._new_item_cache = {**cache, **shared}
+        return self._new_item_cache
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -1794,3 +1845,4 @@ class FusedRecommender(Recommender):
                          if dataset.item_features.shape[1] else None)
         self._config = dict(config)
         self._history = []
+        self._new_item_cache = None
