@@ -8,7 +8,6 @@ so another browser session never sees it.
 from __future__ import annotations
 
 import logging
-import re
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -20,7 +19,7 @@ from recommender.models.device import available_devices
 from recommender.training import (TrainingJob, describe_device, describe_model, expected_epochs, make_model,
                                   model_label, model_names)
 from ui import charts, state
-from ui.common import escape_markdown, link_to_page, next_page_after, page_setup
+from ui.common import download_name, escape_markdown, link_to_page, next_page_after, page_setup
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +45,6 @@ dataset = page_setup("Train", icon=":material/model_training:", watch_training=F
 def current_job() -> TrainingJob | None:
     return state.get_training_job()
 
-
-def file_slug(text: str) -> str:
-    """A file-name-safe version of a dataset name (``"My shop (2024)"`` -> ``"my_shop_2024"``)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower()[:40] or "data"
 
 
 def collect(job: TrainingJob) -> None:
@@ -226,7 +221,7 @@ def download_section() -> None:
             continue
         columns[position % len(columns)].download_button(
             f"Download {model_label(name)}", data=lambda model=model: bundle_bytes(model),
-            file_name=f"recolens_{file_slug(name)}_{file_slug(dataset.name)}.recolens",
+            file_name=download_name(name, dataset.name, "recolens"),
             mime="application/zip", key=f"download_{name}", icon=":material/download:", on_click="ignore")
 
 

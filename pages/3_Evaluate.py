@@ -8,9 +8,7 @@ result goes into the session with :func:`ui.state.set_evaluation` (a
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -23,7 +21,7 @@ from recommender.training import (LOWER_IS_BETTER, EvaluationJob, available_prot
                                   evaluation_factories, model_label, model_names, protocol_description,
                                   protocol_label, protocol_table)
 from ui import charts, state
-from ui.common import escape_markdown, link_to_page, next_page_after, page_setup
+from ui.common import download_name, escape_markdown, link_to_page, next_page_after, page_setup
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +91,6 @@ def collect(job: EvaluationJob) -> None:
         state.flash(f"The evaluation could not run. {problems or snap.message}", "error")
     st.rerun()
 
-
-def file_slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower()[:40] or "data"
 
 
 # ---------------------------------------------------------------------- tables and charts
@@ -251,9 +246,8 @@ def show_results(results: dict[str, ComparisonResult]) -> None:
     st.caption(escape_markdown(f"{protocol_label(protocol)}: {result.split.description}; "
                                f"{result.split.n_test_users:,} test users; top {result.k}."))
     show_result(result, protocol)
-    today = dt.date.today().isoformat()
     st.download_button("Download the table (CSV)", data=safe_csv(combined), mime="text/csv",
-                       file_name=f"recolens_evaluation_{file_slug(dataset.name)}_{today}.csv",
+                       file_name=download_name("evaluation", dataset.name),
                        key="download_evaluation", icon=":material/download:", on_click="ignore")
 
 

@@ -8,8 +8,6 @@ the settings, so reruns stay fast.
 """
 from __future__ import annotations
 
-import datetime as dt
-import re
 
 import numpy as np
 import pandas as pd
@@ -24,7 +22,7 @@ from recommender.evaluation import metric_label
 from recommender.models.base import Recommender
 from recommender.training import model_label
 from ui import analysis_charts, charts, state
-from ui.common import PAGES, escape_markdown, link_to_page, next_page_after, page_setup, show_problems
+from ui.common import PAGES, download_name, escape_markdown, link_to_page, next_page_after, page_setup, show_problems
 
 THIS_PAGE = "pages/4_Segments.py"
 TRAIN_PAGE, EVALUATE_PAGE = PAGES[1], PAGES[2]
@@ -68,9 +66,6 @@ def groupable_columns() -> list[str]:
 def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
-
-def file_slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower()[:40] or "data"
 
 
 def evaluation_frame() -> tuple[pd.DataFrame | None, list[str]]:
@@ -306,17 +301,15 @@ def comparison(result) -> None:
 
 def exports(result, profiles: pd.DataFrame) -> None:
     st.subheader("Export", anchor=False)
-    today = dt.date.today().isoformat()
-    slug = file_slug(dataset.name)
     assignments = segment_assignments(result, dataset, k_min=result.k_min)
     summary = profiles[profiles["privacy"] == ""].drop(columns=["privacy"])
     cells = st.columns(2)
     cells[0].download_button(
         "Segment of each user (CSV)", data=safe_csv(assignments), mime="text/csv", icon=":material/download:",
-        file_name=f"recolens_segments_{slug}_{today}.csv", key="seg_download_assignments", on_click="ignore")
+        file_name=download_name("segments", dataset.name), key="seg_download_assignments", on_click="ignore")
     cells[1].download_button(
         "Segment summaries (CSV)", data=safe_csv(summary), mime="text/csv", icon=":material/download:",
-        file_name=f"recolens_segment_summary_{slug}_{today}.csv", key="seg_download_summary", on_click="ignore")
+        file_name=download_name("segment_summary", dataset.name), key="seg_download_summary", on_click="ignore")
     notice = assignments.attrs.get("notice")
     st.caption("Segments below the privacy threshold are left out of both files. " + escape_markdown(notice or ""))
 

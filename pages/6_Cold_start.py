@@ -26,7 +26,7 @@ import streamlit as st
 
 from recommender.analysis.coldstart import (SimulationResult, change_one_thing, item_form_schema,
                                             new_item_audience, profile_form_schema, simulate)
-from recommender.analysis.privacy import K_MIN_DEFAULT, K_MIN_FLOOR
+from recommender.analysis.privacy import K_MIN_DEFAULT, K_MIN_FLOOR, safe_csv
 from recommender.analysis.segments import SegmentResult, segment_users
 from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
 from recommender.errors import DataError
@@ -35,7 +35,7 @@ from recommender.models import REGISTRY
 from recommender.models.fused import FusedRecommender
 from recommender.training import model_label
 from ui import analysis_charts, charts, state
-from ui.common import PAGES, escape_label, escape_markdown, link_to_page, page_setup, show_problems
+from ui.common import PAGES, download_name, escape_label, escape_markdown, link_to_page, page_setup, show_problems
 
 logger = logging.getLogger(__name__)
 
@@ -506,6 +506,11 @@ def person_results(main_name: str | None, schema) -> None:
         for position, (tab, frame) in enumerate(zip(tabs, lists.values())):
             show_table(list_table(frame, compact=False), f"cs_details_{position}", tab)
 
+    st.download_button(
+        "Download these recommendations (CSV)", data=safe_csv(result.to_frame(model_label(main_name))),
+        mime="text/csv", file_name=download_name("cold_start_recommendations", dataset.name),
+        key="cs_download", icon=":material/download:", on_click="ignore",
+        help="Every list above, one row per recommended item, with the profile it was made for.")
     explanation_section(result)
     change_section(main_name, main, schema, profile, liked, k)
 

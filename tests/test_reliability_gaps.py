@@ -101,7 +101,9 @@ def test_every_csv_download_of_the_app_goes_through_safe_csv():
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
             assert isinstance(data, ast.Call) and ast.unparse(data.func).endswith("safe_csv"), \
                 f"{where}: CSV data must be safe_csv(frame), got {ast.unparse(data) if data else None}"
-            assert file_name is not None and "recolens_" in ast.unparse(file_name), \
+            named = file_name is not None and ("recolens_" in ast.unparse(file_name)
+                                               or ast.unparse(file_name).startswith("download_name("))
+            assert named, \
                 f"{where}: give the download a sensible file name (recolens_<what>_<dataset>_<date>.csv)"
     assert found >= 2   # the evaluation table and the segment exports at least
 
@@ -124,6 +126,11 @@ def test_recommendation_and_metric_tables_of_formula_titles_cannot_run(hostile):
     table = read_csv_cells(safe_csv(recommendations))
     assert table["title"].str.startswith("'=1+2").any() and table["user_id"].str.startswith("'=").all()
     assert runnable_cells(table) == []
+    # What the Cold start page's download holds: every list, with the profile it was made for.
+    from recommender.analysis.coldstart import profile_form_schema, simulate
+    profile = {spec.name: spec.default for spec in profile_form_schema(hostile)}
+    export = simulate(model, hostile, profile, k=10).to_frame("=HYPERLINK(\"http://x\")")
+    assert runnable_cells(read_csv_cells(safe_csv(export))) == []
     metrics = pd.DataFrame({"model": ["=cmd|' /C calc'!A0", "popularity"], "ndcg@10": [-0.0, 0.25]})
     assert read_csv_cells(safe_csv(metrics))["ndcg@10"].tolist() == ["-0.0", "0.25"]   # numbers untouched
     assert runnable_cells(read_csv_cells(safe_csv(metrics))) == []
@@ -267,3 +274,10 @@ def test_every_page_copes_with_degenerate_data(name):
             shown = "\n".join(e.value for e in [*at.error, *at.warning, *at.info, *at.success, *at.markdown])
             assert shown, (name, page, key)
     assert len(popularity.recommend([dataset.user_ids[0]], k=50, exclude_seen=False)) == dataset.n_items
+
+
+def test_download_names_say_what_which_data_and_when():
+    from ui.common import download_name
+    name = download_name("cold start recommendations", "My shop (2024) <script>")
+    assert re.fullmatch(r"recolens_cold_start_recommendations_my_shop_2024_script_\d{4}-\d{2}-\d{2}\.csv", name)
+    assert download_name("fused", "", "recolens").startswith("recolens_fused_data_")

@@ -21,6 +21,7 @@ interpreted), and in Plotly labels with :func:`ui.charts.plot_text`. No page use
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,3 +331,13 @@ def format_period(first, last) -> str:
     if days < 3 * 365:
         return f"{days / 30.44:.0f} months"
     return f"{days / 365.25:.1f} years"
+
+
+def file_slug(text: object) -> str:
+    """A file-name-safe version of a name (``"My shop (2024)"`` -> ``"my_shop_2024"``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower()[:40] or "data"
+
+
+def download_name(kind: str, dataset_name: object, extension: str = "csv") -> str:
+    """``recolens_<kind>_<dataset>_<date>.<extension>``: what every download of the app is called."""
+    return f"recolens_{file_slug(kind)}_{file_slug(dataset_name)}_{dt.date.today().isoformat()}.{extension}"

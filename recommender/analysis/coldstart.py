@@ -277,6 +277,16 @@ class SimulationResult:
     interpreted: dict[str, str] = field(default_factory=dict)
     notice: str = ""
 
+    def to_frame(self, main_name: str = "model") -> pd.DataFrame:
+        """Every list as one table for export: ``model``, ``rank``, ``item_id``, ``title``, ``score``,
+        the item attributes, and one ``profile: <column>`` column per profile value the models saw."""
+        lists = {main_name: self.recommendations, **self.comparisons}
+        table = pd.concat([frame.assign(model=name) for name, frame in lists.items()], ignore_index=True)
+        table = table[["model", *[c for c in table.columns if c != "model"]]]
+        for column, value in self.interpreted.items():
+            table[f"profile: {column}"] = str(value)
+        return table
+
 
 def _item_attribute_columns(dataset: Dataset) -> list[str]:
     return [c for c, role in dataset.item_roles.items()

@@ -170,6 +170,16 @@ def test_simulate_returns_titled_top_k(grouped):
     assert result.interpreted["region"] == "North"
 
 
+def test_simulation_exports_every_list_with_the_profile(grouped):
+    dataset, _, _, model = grouped
+    result = simulate(model, dataset, NORTH, k=4, compare_models={"popularity": PopularityRecommender().fit(dataset)})
+    table = result.to_frame("Fused")
+    assert list(table.columns[:5]) == ["model", "rank", "item_id", "title", "score"]
+    assert list(table["model"]) == ["Fused"] * 4 + ["popularity"] * 4
+    assert list(table["item_id"][:4]) == list(result.recommendations["item_id"])
+    assert set(table["profile: region"]) == {"North"}
+
+
 def test_simulate_matches_recommend_new_users(grouped):
     dataset, _, _, model = grouped
     result = simulate(model, dataset, NORTH, liked=["I000", "I003"], k=5)

@@ -145,6 +145,7 @@ def test_liked_items_are_used_but_never_recommended(open_page, small_dataset, fu
 
 def test_change_one_thing_shows_before_and_after(open_page, small_dataset, fused):
     at = submit(open_page(PAGE, dataset=small_dataset, models={"fused": fused}))
+    assert [button.key for button in at.get("download_button")] == ["cs_download"]   # the lists, as CSV
     names = [spec.name for spec in profile_form_schema(small_dataset)]
     at.selectbox(key=f"cs_change_attribute_{VERSION}").set_value(names.index("region")).run()
     at.selectbox(key=f"cs_change_value_{VERSION}_{names.index('region')}").set_value("North").run()
