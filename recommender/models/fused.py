@@ -426,17 +426,29 @@ class _FusedNetwork(nn.Module):
                                   index: torch.Tensor | None = None) -> torch.Tensor:
         """Content kNN scores: each item's summed similarity to the history items whose neighbour it is.
 
-        Returns (n, n_items), or (n, len(index)); a person without history gets zeros.
+        Returns (n, n_items), or (n, len(index)) (built for those columns only: a sampled
+        softmax over a large catalogue never touches a full-catalogue row); a person without
+        history gets zeros.
         """
         n = n_history.shape[0]
         owner = torch.repeat_interleave(torch.arange(n, device=items.device), n_history.long(),
                                         output_size=items.shape[0])
         neighbours = self.content_neighbours[items]                    # (nnz, k)
-        flat = (owner[:, None] * self.n_items + neighbours).reshape(-1)
-        values = self.content_neighbour_similarity[items].reshape(-1)
-        scores = torch.zeros(n * self.n_items, device=items.device, dtype=values.dtype).index_add_(0, flat, values)
-        scores = scores.view(n, self.n_items)
-        return scores if index is None else scores[:, index]
+        values = self.content_neighbour_similarity[items]
+        width = self.n_items
+        if index is not None:
+            width = index.shape[0]
+            lookup = torch.full((self.n_items,), -1, dtype=torch.long, device=items.device)
+            lookup[index] = torch.arange(width, device=items.device)
+            neighbours = lookup[neighbours]
+            kept = neighbours >= 0
+            flat = (owner[:, None] * width + neighbours)[kept]
+            values = values[kept]
+        else:
+            flat = (owner[:, None] * width + neighbours).reshape(-1)
+            values = values.reshape(-1)
+        scores = torch.zeros(n * width, device=items.device, dtype=values.dtype).index_add_(0, flat, values)
+        return scores.view(n, width)
 
     def new_item_content_similarity(self, items: torch.Tensor, n_history: torch.Tensor, content: torch.Tensor,
                                     new_item_content: torch.Tensor) -> torch.Tensor:
@@ -559,7 +571,9 @@ class _FusedNetwork(nn.Module):
         else:
             scores["content_similarity"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
         if self.similar_people and neighbour_scores is not None:
-            raw = neighbour_scores if index is None else neighbour_scores[:, index]
+            # Already restricted to ``index`` by the caller when it has as many columns.
+            raw = neighbour_scores if index is None or neighbour_scores.shape[1] == index.shape[0] \
+                else neighbour_scores[:, index]
             if n_new:
                 raw = torch.cat([raw, raw.new_zeros(n, n_new)], dim=1)
             scores["similar_people"] = standardise(raw, known)
@@ -650,12 +664,15 @@ class _NeighbourPool:
         return cls(columns, users, items, share_columns, k)
 
     def scores(self, static: np.ndarray, behaviour: np.ndarray, has_history: np.ndarray,
-               exclude: np.ndarray | None = None) -> np.ndarray:
-        """Raw scores, float32 (n, n_items); ``exclude``: training index of each person (never their own neighbour)."""
+               exclude: np.ndarray | None = None, columns: np.ndarray | None = None) -> np.ndarray:
+        """Raw scores, float32 (n, n_items), or (n, len(columns)) for the items ``columns`` only.
+
+        ``exclude``: training index of each person (never their own neighbour).
+        """
         n, n_pool = static.shape[0], self.columns.shape[1]
         weight = np.asarray(has_history, dtype=np.float32)[:, None]
         queries = np.hstack([_unit_rows(static), weight * _unit_rows(behaviour[:, self.share_columns])])
-        out = np.empty((n, self.items.shape[1]), dtype=np.float32)
+        out = np.empty((n, self.items.shape[1] if columns is None else len(columns)), dtype=np.float32)
         k = min(self.k, n_pool)
         chunk = max(1, _BLOCK_FLOATS // max(n_pool, 1))
         for start in range(0, n, chunk):
@@ -678,7 +695,8 @@ class _NeighbourPool:
             rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
             mixing = sp.csr_matrix((weights.ravel(), (rows, np.asarray(neighbours).ravel())),
                                    shape=(stop - start, n_pool))
-            out[start:stop] = (mixing @ self.items).toarray()
+            product = mixing @ self.items          # sparse: k neighbours' items per person
+            out[start:stop] = (product if columns is None else product[:, columns]).toarray()
         return out
 
     def state(self) -> dict[str, np.ndarray]:
@@ -1318,12 +1336,15 @@ class FusedRecommender(Recommender):
             items = torch.from_numpy(batch.items).to(device)
             offsets = torch.from_numpy(batch.offsets).to(device)
             n_history = torch.from_numpy(batch.n_history).to(device)
+            if sampled:
+                candidates, correction, target_columns, reference = prepared.sample_candidates(
+                    batch, int(self.sampled_items), int(self.batch_size), rng)
             neighbour_scores = None
             if self._pool is not None:
                 n_static = prepared.static.shape[1]
                 neighbour_scores = torch.from_numpy(self._pool.scores(
                     batch.profile[:, :n_static], batch.profile[:, n_static:], batch.n_history > 0,
-                    exclude=batch.users)).to(device)
+                    exclude=batch.users, columns=candidates if sampled else None)).to(device)
             profile = torch.from_numpy(batch.profile)
             if float(self.profile_dropout) > 0:
                 # Dropout on the profile features: no single attribute combination can be memorised.
@@ -1333,8 +1354,6 @@ class FusedRecommender(Recommender):
             target_rows = torch.from_numpy(batch.target_rows).to(device)
             target_weights = torch.from_numpy(batch.target_weights).to(device)
             if sampled:
-                candidates, correction, target_columns, reference = prepared.sample_candidates(
-                    batch, int(self.sampled_items), int(self.batch_size), rng)
                 index = torch.from_numpy(candidates).to(device)
                 content = None if self._content is None else self._content[index]
                 gate, scores = net.source_scores(profile, items, offsets, n_history, neighbour_scores, content,

@@ -385,3 +385,31 @@ def test_a_persons_scores_do_not_depend_on_who_else_is_scored_with_them():
     alone = model.score_new_users(*dataset.encode_new_users(profiles.iloc[:1]))
     together = model.score_new_users(*dataset.encode_new_users(profiles))
     np.testing.assert_allclose(together[0], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_softmax_training_finds_the_planted_pattern(planted):
+    # A catalogue above full_softmax_items trains on sampled candidates (how large catalogues fit).
+    model = FusedRecommender(**FAST, full_softmax_items=10, sampled_items=16, seed=0).fit(planted)
+    static, behaviour, history = _people(planted, ["F", "M"] * 5)
+    top = np.argsort(-model.score_new_users(static, behaviour, history), axis=1)[:, :10]
+    wanted = np.array([["A" if g == "F" else "B"] for g in ["F", "M"] * 5])
+    assert (planted.items["category"].to_numpy()[top] == wanted).mean() >= 0.8
+
+
+def test_sources_restricted_to_candidate_columns_equal_the_full_columns(planted, planted_model):
+    # The sampled softmax builds content-similarity and similar-people scores for its candidates
+    # only; they must be exactly the candidates' columns of the full scores.
+    net, pool = planted_model._net, planted_model._pool
+    users = np.arange(0, 40)
+    inputs = planted_model._inputs(planted.user_features[users], planted.behaviour_features[users],
+                                   planted.matrix[users])
+    _, items, _, n_history, _ = inputs
+    candidates = np.array([0, 3, 7, 20, 21, 30, 41])
+    index = torch.from_numpy(candidates)
+    full = net.content_similarity_scores(items, n_history)
+    torch.testing.assert_close(net.content_similarity_scores(items, n_history, index), full[:, index])
+    has_history = planted.matrix[users].getnnz(axis=1) > 0
+    whole = pool.scores(planted.user_features[users], planted.behaviour_features[users], has_history, exclude=users)
+    some = pool.scores(planted.user_features[users], planted.behaviour_features[users], has_history, exclude=users,
+                       columns=candidates)
+    np.testing.assert_allclose(some, whole[:, candidates], rtol=1e-6, atol=1e-7)
