@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
-
 from recommender.analysis import (K_MIN_DEFAULT, K_MIN_FLOOR, affinity_matrix, explain_pair, item_similarity_matrix,
                                   profile_groups, segment_users, user_similarity_matrix)
+from recommender.analysis.segments import groupable_columns as analysis_groupable_columns
 from recommender.analysis.similarity import MAX_ITEMS
 from recommender.errors import DataError
 from recommender.models.base import Recommender
