@@ -304,8 +304,12 @@ def explanation_figure(explanation: pd.DataFrame, columns: list[str]) -> go.Figu
     figure.update_layout(barmode="relative")
     figure.update_yaxes(autorange="reversed", type="category", automargin=True)
     figure.update_xaxes(title="contribution to the score", zeroline=True, zerolinecolor="#9CA3AF")
-    return charts.style(figure, title="Why these items: where each score comes from",
-                        height=max(240, 90 + 30 * len(explanation)))
+    figure = charts.style(figure, title="Why these items: where each score comes from",
+                          height=max(280, 150 + 30 * len(explanation)))
+    # Up to seven parts: a legend above the plot would wrap into the title, so it goes below.
+    figure.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.12 - 1.5 / max(len(explanation), 4),
+                                     xanchor="left", x=0), margin=dict(b=40))
+    return figure
 
 
 def audience_figure(audience: pd.DataFrame, grouped_by: str) -> go.Figure:
