@@ -124,6 +124,10 @@ _BLOCK_FLOATS = 8_000_000
 NEW_ITEM_CONTENT_SIMILARITY_OFFSET = 2.5
 #: Ranking cut-off of the validation metric.
 VALIDATION_K = 10
+#: Gate calibration: each source's best items per validation person kept as candidates, and the
+#: people scored at once while collecting them (see ``FusedRecommender._calibration_candidates``).
+CALIBRATION_CANDIDATES = 50
+CALIBRATION_BATCH = 256
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -357,7 +361,8 @@ class _FusedNetwork(nn.Module):
 
     # -- user side --------------------------------------------------------------
     def user_parts(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor,
-                   n_history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                   n_history: torch.Tensor, statistics: dict | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Gate, profile vector, history vector and raw item-item scores of a batch of people.
 
         Parameters
@@ -391,8 +396,6 @@ class _FusedNetwork(nn.Module):
         gate_input = torch.cat([history_hidden, profile_hidden, torch.log1p(n_history)[:, None],
                                 has_history[:, None]], dim=1)
         gate_logits = self.gate_out(torch.tanh(self.gate_hidden(gate_input)))
-        gate_logits = (gate_logits + (1 - has_history)[:, None] * self.new_person_gate_offset
-                       + has_history[:, None] * self.history_gate_offset)
         # Sources a person cannot have get exactly zero weight.
         unavailable = torch.zeros_like(gate_logits, dtype=torch.bool)
         no_history = (has_history == 0)[:, None]
@@ -400,7 +403,9 @@ class _FusedNetwork(nn.Module):
         unavailable[:, 2:3] = no_history if self.n_item_item else True
         unavailable[:, 3:4] = no_history if self.n_content_neighbours else True
         unavailable[:, 4:5] = not self.similar_people
-        gate = torch.softmax(gate_logits.masked_fill(unavailable, float("-inf")), dim=1)
+        if statistics is not None:
+            statistics.update(gate_logits=gate_logits, has_history=has_history, unavailable=unavailable)
+        gate = self.gate_from_logits(gate_logits, has_history, unavailable)
         item_item = None
         if self.n_item_item:
             # A bag of rows of B over the covered items (other history items are skipped).
@@ -413,6 +418,18 @@ class _FusedNetwork(nn.Module):
             item_item = F.embedding_bag(position[known], self.item_item_weights, torch.cumsum(counts, 0) - counts,
                                         mode="sum")
         return gate, profile_vector, history_vector, item_item
+
+    def gate_from_logits(self, gate_logits: torch.Tensor, has_history: torch.Tensor,
+                         unavailable: torch.Tensor) -> torch.Tensor:
+        """The gate (n, S) from the gate network's logits: calibrated offsets added, unavailable sources off."""
+        gate_logits = (gate_logits + (1 - has_history)[:, None] * self.new_person_gate_offset
+                       + has_history[:, None] * self.history_gate_offset)
+        return torch.softmax(gate_logits.masked_fill(unavailable, float("-inf")), dim=1)
+
+    def cold_gate(self, gate: torch.Tensor) -> torch.Tensor:
+        """The gate (n, S) for items without an id vector: ``softmax(log g + b)`` over the available sources."""
+        cold_logits = torch.log(gate.clamp(min=1e-30)) + self.cold_item_gate_offset
+        return torch.softmax(cold_logits.masked_fill(gate == 0, float("-inf")), dim=1)
 
     def expand_item_item(self, item_item: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Item-item scores (n, n_item_item) of the covered items -> (n, len(index)) (0 elsewhere)."""
@@ -509,7 +526,8 @@ class _FusedNetwork(nn.Module):
             with ``split_item_parts``, ``profile_collaborative``, ``profile_content``,
             ``history_collaborative``, ``history_content`` instead of ``profile`` and ``history``).
         """
-        gate, profile_vector, history_vector, item_item = self.user_parts(profile, items, offsets, n_history)
+        gate, profile_vector, history_vector, item_item = self.user_parts(profile, items, offsets, n_history,
+                                                                          statistics)
         collaborative, content_vectors, popularity = self.item_parts(content, id_mask, index)
         n_catalogue = collaborative.shape[0]
         n_new = 0 if new_item_content is None else new_item_content.shape[0]
@@ -583,10 +601,7 @@ class _FusedNetwork(nn.Module):
         if statistics is not None:
             statistics["mean_popularity"], statistics["spread_popularity"] = mean, spread
         scores["popularity"] = ((popularity[None, :] - mean) / spread).expand(n, -1)
-        unavailable = gate == 0
-        cold_logits = torch.log(gate.clamp(min=1e-30)) + self.cold_item_gate_offset
-        cold_gate = torch.softmax(cold_logits.masked_fill(unavailable, float("-inf")), dim=1)
-        return torch.stack([gate, cold_gate], dim=1), scores
+        return torch.stack([gate, self.cold_gate(gate)], dim=1), scores
 
     def fuse(self, gate: torch.Tensor, scores: Mapping[str, torch.Tensor], id_mask: torch.Tensor,
              n_new: int = 0) -> torch.Tensor:
@@ -1268,13 +1283,11 @@ class FusedRecommender(Recommender):
         net.cold_item_gate_offset.data[SOURCES.index("content_similarity")] += NEW_ITEM_CONTENT_SIMILARITY_OFFSET
         position = SOURCES.index("popularity")
 
+        candidates = {kind: self._calibration_candidates(prepared.static[entry.users], entry)
+                      for kind, entry in prepared.validation.items()}
+
         def ndcg(kinds: tuple[str, ...]) -> float:
-            values = []
-            for kind in kinds:
-                entry = prepared.validation[kind]
-                scores = self._score_arrays(prepared.static[entry.users], entry.behaviour, entry.history)
-                values.append(float(np.mean(_ndcg(scores, entry.history, entry.relevant))))
-            return float(np.mean(values))
+            return float(np.mean([np.mean(self._candidate_ndcg(candidates[kind])) for kind in kinds]))
 
         cold = prepared.validation.get("cold_user")
         if cold is not None:
@@ -1305,6 +1318,73 @@ class FusedRecommender(Recommender):
         self._config["history_gate_offset"] = [float(v) for v in net.history_gate_offset.cpu()]
         logger.info("fused: gate offsets for people with history %s (validation NDCG@10 %.4f vs %.4f)",
                     self._config["history_gate_offset"], current, start)
+
+    @torch.no_grad()
+    def _calibration_candidates(self, static: np.ndarray, entry: "_Validation",
+                                per_source: int = CALIBRATION_CANDIDATES) -> dict:
+        """What the gate calibration needs to rescore validation people cheaply under other gate offsets.
+
+        The offsets change only the gate, not the sources' standardised scores ``z``, so the
+        ``z`` of each person's candidates are computed once: the union of every source's
+        ``per_source`` best items (seen items excluded), with each source's ``per_source``-th
+        value as a bound. An item outside the candidates scores at most ``T * g . bound``; when
+        the 10th best candidate beats that, the candidates' top 10 is the catalogue's top 10
+        exactly (:meth:`_candidate_ndcg` checks it per person and rescores the others fully).
+        """
+        net, device = self._net, self._device
+        width = min(int(per_source), net.n_items)
+        parts: list[dict] = []
+        for start in range(0, len(entry.users), CALIBRATION_BATCH):
+            stop = min(start + CALIBRATION_BATCH, len(entry.users))
+            statistics: dict = {}
+            _, scores = net.source_scores(*self._inputs(static[start:stop], entry.behaviour[start:stop],
+                                                        entry.history[start:stop]),
+                                          self._content, self._id_mask, statistics=statistics)
+            z = torch.stack([scores[source] for source in SOURCES], dim=1)              # (b, S, n_items)
+            seen = torch.from_numpy(entry.history[start:stop].toarray() > 0).to(device)
+            top = z.masked_fill(seen[:, None, :], float("-inf")).topk(width, dim=2)
+            items, _ = top.indices.reshape(stop - start, -1).sort(dim=1)                # (b, S * width)
+            invalid = seen.gather(1, items)
+            invalid[:, 1:] |= items[:, 1:] == items[:, :-1]                              # duplicates
+            relevant = torch.from_numpy(entry.relevant[start:stop].toarray() > 0).to(device)
+            parts.append({
+                "gate_logits": statistics["gate_logits"], "has_history": statistics["has_history"],
+                "unavailable": statistics["unavailable"],
+                "z": z.gather(2, items[:, None, :].expand(-1, len(SOURCES), -1)).masked_fill(invalid[:, None, :], 0.0),
+                "items": items, "invalid": invalid, "cold": self._id_mask[items] == 0,
+                # -inf: the source had fewer unseen items than ``width``, so all of them are candidates.
+                "bound": torch.nan_to_num(top.values[:, :, -1], neginf=-1e30),
+                "hits": relevant.gather(1, items), "n_relevant": relevant.sum(dim=1)})
+        merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}
+        return {**merged, "static": static, "entry": entry}
+
+    @torch.no_grad()
+    def _candidate_ndcg(self, candidates: dict) -> np.ndarray:
+        """NDCG@10 per validation person under the current gate offsets (see :meth:`_calibration_candidates`)."""
+        entry = candidates["entry"]
+        if not len(entry.users):
+            return np.zeros(0)
+        net = self._net
+        gate = net.gate_from_logits(candidates["gate_logits"], candidates["has_history"], candidates["unavailable"])
+        cold_gate = net.cold_gate(gate)
+        z = candidates["z"]
+        scores = torch.where(candidates["cold"], torch.einsum("bs,bsc->bc", cold_gate, z),
+                             torch.einsum("bs,bsc->bc", gate, z)) * net.temperature
+        scores = scores.masked_fill(candidates["invalid"], float("-inf"))
+        k = min(VALIDATION_K, net.n_items)
+        top = scores.topk(min(k, scores.shape[1]), dim=1)
+        bound = net.temperature * torch.maximum((gate * candidates["bound"]).sum(dim=1),
+                                                (cold_gate * candidates["bound"]).sum(dim=1))
+        exact = (top.values[:, -1] > bound) & torch.isfinite(top.values[:, -1])
+        hits = (candidates["hits"].gather(1, top.indices) & torch.isfinite(top.values)).cpu().numpy()
+        discount = 1.0 / np.log2(np.arange(2, k + 2))
+        ideal = np.concatenate(([0.0], np.cumsum(discount)))[np.minimum(candidates["n_relevant"].cpu().numpy(), k)]
+        values = (hits * discount[:hits.shape[1]]).sum(axis=1) / np.where(ideal > 0, ideal, 1.0)
+        rows = np.flatnonzero(~exact.cpu().numpy())
+        if len(rows):   # the top 10 may hold an item outside the candidates: score those people fully
+            full = self._score_arrays(candidates["static"][rows], entry.behaviour[rows], entry.history[rows])
+            values[rows] = _ndcg(full, entry.history[rows], entry.relevant[rows])
+        return values
 
     def _diverged(self, epoch: int, best_state: dict | None, detail: str) -> None:
         """Keep the last good weights (if any epoch finished) and raise :class:`ModelFitError`."""

@@ -413,3 +413,42 @@ def test_sources_restricted_to_candidate_columns_equal_the_full_columns(planted,
     some = pool.scores(planted.user_features[users], planted.behaviour_features[users], has_history, exclude=users,
                        columns=candidates)
     np.testing.assert_allclose(some, whole[:, candidates], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("per_source, rescored", [(2, "all"), (12, "some"), (50, "none")])
+def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(planted, planted_model, monkeypatch,
+                                                                           per_source, rescored):
+    # The calibration rescores validation people on their candidate items only; whatever the
+    # offsets, its NDCG@10 must be that of scoring the whole catalogue: exact where the bound
+    # proves the top 10 lies among the candidates, by full rescoring of the others.
+    from recommender.models.fused import _ndcg, _Validation
+    model, net = planted_model, planted_model._net
+    users = np.arange(0, planted.n_users, 3)
+    matrix = sp.csr_matrix(planted.matrix[users])
+    shown = matrix.copy()
+    shown.data = (np.arange(len(shown.data)) % 2 == 0).astype(shown.data.dtype)   # half the items shown
+    shown.eliminate_zeros()
+    shown = (sp.diags((np.arange(len(users)) % 4 != 0).astype(np.float32)) @ shown).tocsr()   # some people new
+    shown.eliminate_zeros()
+    hidden = (matrix - shown.multiply(matrix)).tocsr()
+    hidden.eliminate_zeros()
+    entry = _Validation(users=users, history=shown, behaviour=planted.behaviour_features[users], relevant=hidden)
+    static = planted.user_features[users]
+    candidates = model._calibration_candidates(static, entry, per_source=per_source)
+    saved = [buffer.clone() for buffer in (net.new_person_gate_offset, net.history_gate_offset)]
+    calls: list[int] = []
+    try:
+        for new_offset, history_offset in [(0.0, 0.0), (3.0, -1.0), (-2.0, 2.0)]:
+            net.new_person_gate_offset[SOURCES.index("popularity")] = new_offset
+            net.history_gate_offset[SOURCES.index("history")] = history_offset
+            full = _ndcg(model._score_arrays(static, entry.behaviour, entry.history), entry.history, entry.relevant)
+            score_arrays = type(model)._score_arrays
+            monkeypatch.setattr(model, "_score_arrays", lambda *a: calls.append(len(a[0])) or score_arrays(model, *a))
+            np.testing.assert_allclose(model._candidate_ndcg(candidates), full, atol=1e-6)
+            monkeypatch.undo()
+        # 2 per source: every top 10 may reach beyond the candidates; 12: the bound proves some;
+        # 50 (more than the catalogue): all are candidates.
+        assert {0: "none", 3 * len(users): "all"}.get(sum(calls), "some") == rescored
+    finally:
+        net.new_person_gate_offset.copy_(saved[0])
+        net.history_gate_offset.copy_(saved[1])
