@@ -1161,6 +1161,12 @@ class FusedRecommender(Recommender):
                     time.perf_counter() - started)
         with self._thread_limit(device, dataset.n_items):
             self._train(prepared, rng, generator, callback)
+        # Training and calibration counted popularity without the validation people (they must
+        # stay unseen); the final model counts every interaction, as the popularity baseline does,
+        # so its popularity source ranks items exactly like that baseline.
+        counts = np.bincount(dataset.item_index, minlength=dataset.n_items)
+        known = prepared.item_counts > 0
+        net.log_popularity.copy_(torch.from_numpy(np.where(known, np.log1p(counts), 0.0).astype(np.float32)))
         self._config.update(best_epoch=self._best_epoch, epochs_trained=len(self._history))
 
     @contextmanager

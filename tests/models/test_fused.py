@@ -452,3 +452,20 @@ def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(plant
     finally:
         net.new_person_gate_offset.copy_(saved[0])
         net.history_gate_offset.copy_(saved[1])
+
+
+def test_popularity_alone_ranks_items_exactly_like_the_popularity_baseline(planted, planted_model):
+    # The popularity source counts every interaction (the validation people's too) once fitted, so
+    # the calibration's "popularity alone" end of its grid really is the popularity baseline.
+    net = planted_model._net
+    saved = net.new_person_gate_offset.clone()
+    try:
+        net.new_person_gate_offset[SOURCES.index("popularity")] = 30.0
+        scores = planted_model.score_new_users(*_people(planted, ["F"]))[0]
+    finally:
+        net.new_person_gate_offset.copy_(saved)
+    counts = np.bincount(planted.item_index, minlength=planted.n_items)
+    known = counts > 0
+    order = np.argsort(-scores[known], kind="stable")
+    assert (np.diff(counts[known][order]) <= 0).all()               # more interactions, higher score
+    assert len(np.unique(counts[known])) > 5                          # (a real ranking, not ties only)
