@@ -16,7 +16,9 @@ for a person ``u``:
 ``similar_people``      profile kNN: the similarity-weighted share of the ``similar_people``
                         training users most like the person (static profile, plus category
                         shares when there is a history) who picked the item
-``popularity``          ``log(1 + count_i)``; for a new item, a ridge regression of it on content
+``popularity``          ``log(1 + count_i)`` (the training part's counts while training, every
+                        interaction once fitted, like the popularity baseline); for a new item, a
+                        ridge regression of it on content
 ======================  ===================================================================
 
 with item vectors ``v_i = E_i + C(content_i)`` (a collaborative id vector plus a content
