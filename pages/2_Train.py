@@ -46,7 +46,6 @@ def current_job() -> TrainingJob | None:
     return state.get_training_job()
 
 
-
 def collect(job: TrainingJob) -> None:
     """Put the job's fitted models into the session as they finish; say how it ended, once.
 

@@ -92,7 +92,6 @@ def collect(job: EvaluationJob) -> None:
     st.rerun()
 
 
-
 # ---------------------------------------------------------------------- tables and charts
 def display_table(table: pd.DataFrame, group: str | None = None):
     """A results table with readable headers and the best value of each metric highlighted."""

@@ -8,7 +8,6 @@ the settings, so reruns stay fast.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -65,7 +64,6 @@ def groupable_columns() -> list[str]:
 
 def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
-
 
 
 def evaluation_frame() -> tuple[pd.DataFrame | None, list[str]]:

@@ -27,6 +27,7 @@ import streamlit as st
 
 from recommender.dataset import Dataset
 from recommender.errors import Problem
+from recommender.training import model_label
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +216,6 @@ def harvest_training() -> bool:
     job = get_training_job()
     if job is None:
         return False
-    from recommender.training import model_label  # the training module is heavy; only needed here
-
     state = _state()
     snap = job.snapshot()
     announce = snap.finished and state.get(COLLECTED_KEY) is not job

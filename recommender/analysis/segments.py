@@ -27,15 +27,15 @@ trailing, noisy components count as much as the leading ones).
 users' segments against the 6 planted segments of :mod:`recommender.synthetic`, on the sample
 and on a weak-profile set, ``generate(profile_strength=0.1, seed=11)``):
 
-* the fused model of session 2 (profile, history and item-item sources): its user vectors gave
-  k=5, ARI 0.59 (sample) and 0.52 (weak). The fused model of session 3 (adding similar-content
-  and similar-people sources): the same vectors gave k=3, ARI 0.01 and k=4, ARI 0.38. The
+* an earlier fused model (profile, history and item-item sources only): its user vectors gave
+  k=5, ARI 0.59 (sample) and 0.52 (weak). The current one (adding the similar-content and
+  similar-people sources): the same vectors gave k=3, ARI 0.01 and k=4, ARI 0.38. The
   vectors no longer carry what the model knows;
-* the model's scores (the default) with the session-3 model: k=5, ARI 0.61 (sample) and k=5,
+* the model's scores (the default) with the current model: k=5, ARI 0.61 (sample) and k=5,
   ARI 0.52 (weak), for any PCA size from 8 to 24; standardising each PCA component instead made
   k and ARI depend on the PCA size (ARI 0.45 to 0.66);
 * the interaction SVD: k=8, ARI 0.46 and k=11, ARI 0.36;
-* adding the profile lowered the agreement with the session-2 vectors (equal weight: 0.38 and
+* adding the profile lowered the agreement with the earlier model's vectors (equal weight: 0.38 and
   0.38; half weight: 0.55 and 0.38) and changed nothing measurable with the scores (0.61 and
   0.52 at half or equal weight), so it is off by default and carries half the representation's
   variance when switched on;

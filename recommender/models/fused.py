@@ -103,6 +103,7 @@ from ..dataset import Dataset, new_user_labels
 from ..errors import ModelFitError
 from .base import SCORE_BATCH, Callback, Recommender, register, top_k
 from .content_knn import _unit_rows, top_k_similarity
+from .profile_knn import _share_columns, neighbour_scores
 from .device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ logger = logging.getLogger(__name__)
 SOURCES = ("profile", "history", "item_item", "content_similarity", "similar_people", "popularity")
 #: Training users kept as the neighbour pool of the ``similar_people`` source (a random subset above this).
 NEIGHBOUR_POOL = 5_000
-#: Entries of one (people x pool) similarity block.
+#: Entries of one (people x pool) similarity block (smaller than profile kNN's: it runs every training step).
 _BLOCK_FLOATS = 8_000_000
 #: Added after training to the content-similarity logit of the new-item gate. For a new item
 #: the content tower's parts look better in training than they are (the tower has seen the items
@@ -190,9 +191,13 @@ def _ndcg(scores: np.ndarray, exclude: sp.csr_matrix, relevant: sp.csr_matrix, k
     items, _ = top_k(scores, k, exclude)
     dense = relevant.toarray() > 0
     hits = np.take_along_axis(dense, np.maximum(items, 0), axis=1) & (items >= 0)
-    discount = 1.0 / np.log2(np.arange(2, items.shape[1] + 2))
-    ideal_count = np.minimum(dense.sum(axis=1), items.shape[1])
-    ideal = np.concatenate(([0.0], np.cumsum(discount)))[ideal_count]
+    return _ndcg_of_hits(hits, dense.sum(axis=1))
+
+
+def _ndcg_of_hits(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """NDCG per row from the relevance (bool, (n_rows, k)) of each row's ranked top k and its number of relevant items."""
+    discount = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
+    ideal = np.concatenate(([0.0], np.cumsum(discount)))[np.minimum(n_relevant, hits.shape[1])]
     return (hits * discount).sum(axis=1) / np.where(ideal > 0, ideal, 1.0)
 
 
@@ -211,12 +216,6 @@ def _popularity_from_content(features: np.ndarray, log_popularity: np.ndarray, k
     gram = centred.T @ centred + penalty * np.eye(x.shape[1])
     weight = np.linalg.solve(gram, centred.T @ (y - y_mean))
     return weight.astype(np.float32), float(y_mean - x_mean @ weight)
-
-
-def _share_columns(dataset: Dataset) -> np.ndarray:
-    """Positions of the ``share:<category>`` columns among the behaviour features (int64)."""
-    names = dataset.behaviour_encoder.feature_names
-    return np.asarray([i for i, name in enumerate(names) if str(name).startswith("share:")], dtype=np.int64)
 
 
 def _content_neighbours(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -469,18 +468,24 @@ class _FusedNetwork(nn.Module):
         scores = torch.zeros(n * width, device=items.device, dtype=values.dtype).index_add_(0, flat, values)
         return scores.view(n, width)
 
+    def new_item_neighbour_similarity(self, content: torch.Tensor, new_item_content: torch.Tensor,
+                                      items: torch.Tensor | None = None) -> torch.Tensor:
+        """Similarity (len(items) or n_items, m) of catalogue items to brand-new items, where the new
+        item would be among the catalogue item's content neighbours (at least as similar as its
+        last kept neighbour), else 0."""
+        unit = F.normalize(content if items is None else content[items], dim=1)
+        similarity = unit @ F.normalize(new_item_content, dim=1).T
+        last_kept = self.content_neighbour_similarity[:, -1:] if items is None else \
+            self.content_neighbour_similarity[items, -1:]
+        return similarity * ((similarity > 0) & (similarity >= last_kept)).to(similarity.dtype)
+
     def new_item_content_similarity(self, items: torch.Tensor, n_history: torch.Tensor, content: torch.Tensor,
                                     new_item_content: torch.Tensor) -> torch.Tensor:
-        """Content kNN scores (n, m) of brand-new items: a history item counts the new item when it
-        would be among its neighbours (similarity at least that of its last kept neighbour)."""
+        """Content kNN scores (n, m) of brand-new items: summed over each person's history items."""
         n = n_history.shape[0]
         owner = torch.repeat_interleave(torch.arange(n, device=items.device), n_history.long(),
                                         output_size=items.shape[0])
-        history_unit = F.normalize(content[items], dim=1)
-        similarity = history_unit @ F.normalize(new_item_content, dim=1).T    # (nnz, m)
-        last_kept = self.content_neighbour_similarity[items, -1:]
-        kept = (similarity > 0) & (similarity >= last_kept)
-        similarity = similarity * kept.to(similarity.dtype)
+        similarity = self.new_item_neighbour_similarity(content, new_item_content, items)   # (nnz, m)
         return torch.zeros(n, similarity.shape[1], device=items.device, dtype=similarity.dtype).index_add_(
             0, owner, similarity)
 
@@ -686,35 +691,10 @@ class _NeighbourPool:
 
         ``exclude``: training index of each person (never their own neighbour).
         """
-        n, n_pool = static.shape[0], self.columns.shape[1]
         weight = np.asarray(has_history, dtype=np.float32)[:, None]
         queries = np.hstack([_unit_rows(static), weight * _unit_rows(behaviour[:, self.share_columns])])
-        out = np.empty((n, self.items.shape[1] if columns is None else len(columns)), dtype=np.float32)
-        k = min(self.k, n_pool)
-        chunk = max(1, _BLOCK_FLOATS // max(n_pool, 1))
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            similarity = queries[start:stop] @ self.columns
-            if exclude is not None:
-                position = np.minimum(np.searchsorted(self.users, exclude[start:stop]), n_pool - 1)
-                own = self.users[position] == exclude[start:stop]
-                similarity[np.flatnonzero(own), position[own]] = -np.inf
-            if k < n_pool:
-                # argpartition, not torch.topk: its choice among tied neighbours depends only on
-                # the row, so a person's scores never depend on who else is in the batch.
-                neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
-            else:
-                neighbours = np.broadcast_to(np.arange(n_pool), (stop - start, n_pool))
-            weights = np.take_along_axis(similarity, neighbours, axis=1)
-            weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
-            totals = weights.sum(axis=1, keepdims=True)
-            weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
-            rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
-            mixing = sp.csr_matrix((weights.ravel(), (rows, np.asarray(neighbours).ravel())),
-                                   shape=(stop - start, n_pool))
-            product = mixing @ self.items          # sparse: k neighbours' items per person
-            out[start:stop] = (product if columns is None else product[:, columns]).toarray()
-        return out
+        return neighbour_scores(queries, self.columns, self.users, self.items, self.k, exclude=exclude,
+                                columns=columns, block_floats=_BLOCK_FLOATS)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"pool_columns": self.columns, "pool_users": self.users,
@@ -1383,11 +1363,9 @@ class FusedRecommender(Recommender):
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         bound = net.temperature * torch.maximum((gate * candidates["bound"]).sum(dim=1),
                                                 (cold_gate * candidates["bound"]).sum(dim=1))
-        exact = (top.values[:, -1] > bound) & torch.isfinite(top.values[:, -1])
+        exact = (top.values[:, -1] > bound) & torch.isfinite(top.values[:, -1]) & (scores.shape[1] >= k)
         hits = (candidates["hits"].gather(1, top.indices) & torch.isfinite(top.values)).cpu().numpy()
-        discount = 1.0 / np.log2(np.arange(2, k + 2))
-        ideal = np.concatenate(([0.0], np.cumsum(discount)))[np.minimum(candidates["n_relevant"].cpu().numpy(), k)]
-        values = (hits * discount[:hits.shape[1]]).sum(axis=1) / np.where(ideal > 0, ideal, 1.0)
+        values = _ndcg_of_hits(hits, candidates["n_relevant"].cpu().numpy())
         rows = np.flatnonzero(~exact.cpu().numpy())
         if len(rows):   # the top 10 may hold an item outside the candidates: score those people fully
             full = self._score_arrays(candidates["static"][rows], entry.behaviour[rows], entry.history[rows])
@@ -1503,9 +1481,13 @@ class FusedRecommender(Recommender):
         return metrics
 
     # ------------------------------------------------------------------ scoring
-    def _inputs(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix
+    def _inputs(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix, neighbours: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Profile, history items, offsets, history lengths and ``similar_people`` scores as tensors."""
+        """Profile, history items, offsets, history lengths and ``similar_people`` scores as tensors.
+
+        ``neighbours=False`` skips the ``similar_people`` scores (None): the gate and the user
+        vectors do not need them, and they cost a query of the neighbour pool per person.
+        """
         device = self._device
         history = _binary(history)
         n_history = np.diff(history.indptr).astype(np.float32)
@@ -1514,7 +1496,7 @@ class FusedRecommender(Recommender):
         behaviour = np.asarray(behaviour, dtype=np.float32)
         profile = np.hstack([static, behaviour])
         neighbour_scores = None
-        if self._pool is not None:
+        if self._pool is not None and neighbours:
             neighbour_scores = torch.from_numpy(self._pool.scores(static, behaviour, n_history > 0)).to(device)
         return (torch.from_numpy(np.ascontiguousarray(profile)).to(device),
                 torch.from_numpy(history.indices.astype(np.int64)).to(device),
@@ -1577,7 +1559,7 @@ class FusedRecommender(Recommender):
     def _parts(self, static, behaviour, history):
         net = self._net
         net.eval()
-        profile, items, offsets, n_history, _ = self._inputs(static, behaviour, history)
+        profile, items, offsets, n_history, _ = self._inputs(static, behaviour, history, neighbours=False)
         gate, profile_vector, history_vector, item_item = net.user_parts(profile, items, offsets, n_history)
         return gate, profile_vector, history_vector, item_item, n_history
 
@@ -1860,18 +1842,16 @@ class FusedRecommender(Recommender):
 
         # The item-item and similar-people sources know nothing about a new item: 0 after
         # standardising (see _FusedNetwork.source_scores), so they add nothing here.
-        gate = statistics["gate"]
-        fused = (gate[:, 0:1] * standardised(statistics["profile_vector"] @ content_vectors.T, "profile")
-                 + gate[:, 1:2] * standardised(statistics["history_vector"] @ content_vectors.T, "history")
-                 + gate[:, 5:6] * standardised(popularity[None, :], "popularity"))
+        gate = {source: statistics["gate"][:, position:position + 1] for position, source in enumerate(SOURCES)}
+        fused = (gate["profile"] * standardised(statistics["profile_vector"] @ content_vectors.T, "profile")
+                 + gate["history"] * standardised(statistics["history_vector"] @ content_vectors.T, "history")
+                 + gate["popularity"] * standardised(popularity[None, :], "popularity"))
         if net.n_content_neighbours:
-            # A history item counts a new item when it would be among its content neighbours.
-            similarity = F.normalize(self._content, dim=1) @ F.normalize(new_content, dim=1).T   # (n_items, m)
-            kept = (similarity > 0) & (similarity >= net.content_neighbour_similarity[:, -1:])
-            kept_similarity = (similarity * kept.to(similarity.dtype)).cpu().numpy()
-            raw = torch.from_numpy(np.ascontiguousarray(_binary(dataset.matrix) @ kept_similarity,
+            # Summed over each user's history: the binary history matrix times the kept similarities.
+            kept = net.new_item_neighbour_similarity(self._content, new_content).cpu().numpy()   # (n_items, m)
+            raw = torch.from_numpy(np.ascontiguousarray(_binary(dataset.matrix) @ kept,
                                                         dtype=np.float32)).to(self._device)
-            fused = fused + gate[:, 3:4] * standardised(raw, "content_similarity")
+            fused = fused + gate["content_similarity"] * standardised(raw, "content_similarity")
         return (net.temperature * fused).float().cpu().numpy()
 
     @torch.no_grad()
@@ -1890,8 +1870,8 @@ class FusedRecommender(Recommender):
                 index = np.arange(start, min(start + SCORE_BATCH, dataset.n_users))
                 _, static, behaviour, history = self._known_user_inputs(index)
                 statistics: dict[str, torch.Tensor] = {}
-                gate, _ = net.source_scores(*self._inputs(static, behaviour, history), self._content, self._id_mask,
-                                            statistics=statistics)
+                gate, _ = net.source_scores(*self._inputs(static, behaviour, history, neighbours=False),
+                                            self._content, self._id_mask, statistics=statistics)
                 statistics["gate"] = gate[:, 1]
                 shared = {name: statistics.pop(name) for name in ("mean_popularity", "spread_popularity")}
                 parts.append(statistics)

@@ -39,6 +39,67 @@ def _share_columns(dataset: Dataset) -> np.ndarray:
     return np.asarray([i for i, name in enumerate(names) if name.startswith("share:")], dtype=np.int64)
 
 
+def neighbour_scores(queries: np.ndarray, pool_columns: np.ndarray, pool_users: np.ndarray,
+                     pool_items: sp.csr_matrix, k: int, exclude: np.ndarray | None = None,
+                     columns: np.ndarray | None = None, block_floats: int = _BLOCK_FLOATS) -> np.ndarray:
+    """Similarity-weighted share of each query's ``k`` most similar pool users who picked each item.
+
+    Shared by :class:`ProfileKNNRecommender` and the fused model's ``similar_people`` source.
+
+    Parameters
+    ----------
+    queries : ndarray of float32, shape (n, d)
+        Query vectors (unit static profile, then weighted unit category shares).
+    pool_columns : ndarray of float32, shape (d, n_pool)
+        The pool users' vectors as columns: one product gives every similarity.
+    pool_users : ndarray of int, shape (n_pool,)
+        Training index of each pool user, sorted (to find a query's own position).
+    pool_items : scipy.sparse.csr_matrix, shape (n_pool, n_items)
+        Binary interactions of the pool users.
+    k : int
+        Neighbours per query (all of the pool when it is smaller).
+    exclude : ndarray of int, shape (n,), optional
+        Training index of each query: never one's own neighbour.
+    columns : ndarray of int, optional
+        Return only these items' columns (n, len(columns)), without building whole rows.
+    block_floats : int
+        Entries of one (queries x pool) similarity block (bounds memory).
+
+    Returns
+    -------
+    ndarray of float32, shape (n, n_items) or (n, len(columns))
+
+    Neighbours are chosen per row with ``argpartition``, whose choice among tied similarities
+    depends only on that row: a person's scores never depend on who else is in the batch.
+    """
+    n_rows, n_pool = queries.shape[0], pool_columns.shape[1]
+    out = np.zeros((n_rows, pool_items.shape[1] if columns is None else len(columns)), dtype=np.float32)
+    if n_pool == 0:
+        return out
+    k = min(int(k), n_pool)
+    chunk = max(1, block_floats // n_pool)
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        similarity = queries[start:stop] @ pool_columns
+        if exclude is not None:
+            position = np.minimum(np.searchsorted(pool_users, exclude[start:stop]), n_pool - 1)
+            own = pool_users[position] == exclude[start:stop]
+            similarity[np.flatnonzero(own), position[own]] = -np.inf
+        if k < n_pool:
+            neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
+        else:
+            neighbours = np.tile(np.arange(n_pool), (stop - start, 1))
+        weights = np.take_along_axis(similarity, neighbours, axis=1)
+        weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
+        totals = weights.sum(axis=1, keepdims=True)
+        weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
+        rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
+        mixing = sp.csr_matrix((weights.ravel(), (rows, neighbours.ravel())), shape=(stop - start, n_pool))
+        product = mixing @ pool_items          # sparse: the k neighbours' items of each query
+        out[start:stop] = (product if columns is None else product[:, columns]).toarray()
+    return out
+
+
 @register
 class ProfileKNNRecommender(Recommender):
     """User-kNN where neighbours are found by profile (and taste profile), not by co-ratings.
@@ -92,7 +153,7 @@ class ProfileKNNRecommender(Recommender):
     # ------------------------------------------------------------------ scoring
     def _neighbour_scores(self, static: np.ndarray, taste: np.ndarray, has_history: np.ndarray,
                           self_index: np.ndarray | None) -> np.ndarray:
-        """Scores from the ``k`` most similar pool users.
+        """Scores from the ``k`` most similar pool users (plus a little popularity).
 
         Parameters
         ----------
@@ -104,35 +165,14 @@ class ProfileKNNRecommender(Recommender):
         self_index : ndarray of int, shape (n,), optional
             Training index of each query, so a user is never their own neighbour.
         """
-        n_rows, n_items = static.shape[0], self._popularity.shape[0]
+        n_rows = static.shape[0]
         scores = np.tile(self.popularity_weight * self._popularity, (n_rows, 1)).astype(np.float32)
-        n_pool = len(self._pool)
-        if n_pool == 0 or n_rows == 0:
+        if len(self._pool) == 0 or n_rows == 0:
             return scores
-        k = min(int(self.k), n_pool)
-        chunk = max(1, _BLOCK_FLOATS // n_pool)
         weight = np.where(has_history, np.float32(self.behaviour_weight), np.float32(0.0)).astype(np.float32)
         queries = np.hstack([static, weight[:, None] * taste]).astype(np.float32)
-        for start in range(0, n_rows, chunk):
-            stop = min(start + chunk, n_rows)
-            similarity = queries[start:stop] @ self._pool_columns
-            if self_index is not None:
-                # Never one's own neighbour: the pool position of each query (if it is in the pool).
-                position = np.searchsorted(self._pool, self_index[start:stop])
-                position = np.minimum(position, n_pool - 1)
-                own = self._pool[position] == self_index[start:stop]
-                similarity[np.flatnonzero(own), position[own]] = -np.inf
-            if k < n_pool:
-                neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
-            else:
-                neighbours = np.tile(np.arange(n_pool), (stop - start, 1))
-            weights = np.take_along_axis(similarity, neighbours, axis=1)
-            weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
-            totals = weights.sum(axis=1, keepdims=True)
-            weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
-            rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
-            mixing = sp.csr_matrix((weights.ravel(), (rows, neighbours.ravel())), shape=(stop - start, n_pool))
-            scores[start:stop] += (mixing @ self._pool_items).toarray()
+        scores += neighbour_scores(queries, self._pool_columns, self._pool, self._pool_items, int(self.k),
+                                   exclude=self_index)
         return scores
 
     def score_users(self, user_index: np.ndarray) -> np.ndarray:

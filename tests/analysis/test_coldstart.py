@@ -325,41 +325,28 @@ def _people(dataset, n: int = 12):
         yield profile, list(dataset.item_ids[dataset.matrix[user].indices[:2]])
 
 
-def test_simulate_places_the_person_by_the_fused_models_scores(fused):
-    """Segments of the fused model's scores (the default) place a new person by the model's scores for them."""
+@pytest.mark.parametrize("representation, basis", [("scores", "model scores"), ("embeddings", "model vector")])
+def test_simulate_places_the_person_by_the_fused_model(fused, representation, basis):
+    """Segments of the fused model's scores (the default) place a new person by the model's scores for
+    them; segments of its vectors by their own fused vector (profile and liked items). Neither by the
+    nearest average profile."""
     dataset, model = fused
-    segments = segment_users(model, dataset, k=4, seed=0)
-    assert segments.kind == "scores" and segments.model is model
-    placed, by_scores, by_profile = [], [], []
+    segments = segment_users(model, dataset, k=4, seed=0, representation=representation)
+    assert segments.kind == representation and segments.model is model
+    placed, by_model, by_profile = [], [], []
     for profile, liked in _people(dataset):
         result = simulate(model, dataset, profile, liked=liked, k=3, segments=segments)
         placed.append(result.segment)
-        assert result.segment_basis == "model scores"
+        assert result.segment_basis == basis
         frame = pd.DataFrame([{"user_id": "p", **profile}])
         static, behaviour, history = dataset.encode_new_users(frame, {"p": liked})
-        coordinates = segments.score_coordinates(model.score_new_users(static, behaviour, history))
-        by_scores.append(int(_nearest_segment(segments, coordinates)[0]))
+        if representation == "scores":
+            coordinates = segments.score_coordinates(model.score_new_users(static, behaviour, history))
+        else:
+            coordinates = model.new_user_embeddings(static, behaviour, history)
+        by_model.append(int(_nearest_segment(segments, coordinates)[0]))
         by_profile.append(int(segments.assign(static=static)[0]))
-    assert placed == by_scores
-    assert placed != by_profile            # the two rules disagree here, so the test tells them apart
-
-
-def test_simulate_places_the_person_by_the_fused_vector(fused):
-    """With segments of the fused model's vectors, a new person is placed by their own fused vector
-    (profile and liked items), not by the nearest average profile."""
-    dataset, model = fused
-    segments = segment_users(model, dataset, k=4, seed=0, representation="embeddings")
-    assert segments.kind == "embeddings" and segments.model is model
-    placed, by_vector, by_profile = [], [], []
-    for profile, liked in _people(dataset):
-        result = simulate(model, dataset, profile, liked=liked, k=3, segments=segments)
-        placed.append(result.segment)
-        assert result.segment_basis == "model vector"
-        frame = pd.DataFrame([{"user_id": "p", **profile}])
-        static, behaviour, history = dataset.encode_new_users(frame, {"p": liked})
-        by_vector.append(int(_nearest_segment(segments, model.new_user_embeddings(static, behaviour, history))[0]))
-        by_profile.append(int(segments.assign(static=static)[0]))
-    assert placed == by_vector
+    assert placed == by_model
     assert placed != by_profile            # the two rules disagree here, so the test tells them apart
 
 
