@@ -8,8 +8,9 @@ for a person ``u``:
                         features
 ``history``             ``h(u) . v_i``: an L2-normalised bag of learned embeddings of the
                         items in the person's history, then a projection (a Mult-DAE encoder)
-``item_item``           ``(x_u B)_i``: EASE item-item weights ``B`` computed in closed form on
-                        the training data (penalty chosen on a validation split), covering the
+``item_item``           ``(x_u B)_i``: EASE item-item weights ``B`` computed in closed form
+                        (penalty 8x the mean count per item; the training part's interactions
+                        while training, every interaction once fitted), covering the
                         ``item_item_max_items`` most popular items
 ``content_similarity``  content kNN: the item's cosine similarity (on the item features) to
                         the history items it is among the ``content_neighbours`` nearest of
@@ -939,6 +940,14 @@ class FusedRecommender(Recommender):
         Width of the gate's hidden layer.
     max_epochs : int
         Upper bound on training epochs (early stopping usually ends sooner).
+    epoch_steps : int or None
+        At most this many training steps make an epoch: validation, the early-stopping check,
+        the progress callback (and a cancel) follow every epoch. An epoch is one pass over the
+        training users when that is shorter (up to ``epoch_steps * batch_size`` = 25,600 users
+        with the defaults, so small and medium data train exactly as with full passes); on
+        larger data an epoch is part of a pass, the next epoch continuing where it stopped, so
+        training stops as soon as validation stops improving rather than a multiple of a whole
+        pass later. None: every epoch is a full pass.
     patience : int
         Stop after this many epochs without a better validation NDCG@10.
     batch_size : int
@@ -964,8 +973,7 @@ class FusedRecommender(Recommender):
     item_item : bool
         Include the closed-form item-item (EASE) source.
     item_item_penalty : float or None
-        The EASE ridge penalty; None chooses it from the data (on the validation split when the
-        covered catalogue is small enough to try several).
+        The EASE ridge penalty; None: 8 times the mean number of interactions of the covered items.
     item_item_max_items : int
         The item-item matrix covers at most this many of the most popular items (memory and
         time grow with its square and cube).
@@ -998,8 +1006,9 @@ class FusedRecommender(Recommender):
     uses_profile = True
 
     def __init__(self, dim: int = 64, hidden: int = 128, gate_hidden: int = 32, max_epochs: int = 80,
-                 patience: int = 4, batch_size: int = 256, learning_rate: float = 3e-3,
-                 weight_decay: float = 1e-4, cold_rate: float = 0.25, few_shot_rate: float = 0.25,
+                 epoch_steps: int | None = 100, patience: int = 4, batch_size: int = 256,
+                 learning_rate: float = 3e-3, weight_decay: float = 1e-4, cold_rate: float = 0.25,
+                 few_shot_rate: float = 0.25,
                  item_id_dropout: float = 0.1, low_rating_weight: float = 0.25, source_loss_weight: float = 1.0,
                  profile_dropout: float = 0.0, item_item: bool = True, item_item_penalty: float | None = None,
                  item_item_max_items: int = 4000, content_neighbours: int = 50, similar_people: int = 50,
@@ -1010,6 +1019,7 @@ class FusedRecommender(Recommender):
         self.hidden = hidden
         self.gate_hidden = gate_hidden
         self.max_epochs = max_epochs
+        self.epoch_steps = epoch_steps
         self.patience = patience
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -1049,9 +1059,11 @@ class FusedRecommender(Recommender):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} must be a whole number of at least 1 (got {value!r})")
-        if self.threads is not None and (not isinstance(self.threads, (int, np.integer))
-                                         or isinstance(self.threads, bool) or self.threads < 1):
-            problems.append(f"threads must be None or a whole number of at least 1 (got {self.threads!r})")
+        for name in ("threads", "epoch_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                                      or value < 1):
+                problems.append(f"{name} must be None or a whole number of at least 1 (got {value!r})")
         for name in ("patience", "content_neighbours", "similar_people"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
@@ -1143,12 +1155,16 @@ class FusedRecommender(Recommender):
                     time.perf_counter() - started)
         with self._thread_limit(device, dataset.n_items):
             self._train(prepared, rng, generator, callback)
-        # Training and calibration counted popularity without the validation people (they must
-        # stay unseen); the final model counts every interaction, as the popularity baseline does,
-        # so its popularity source ranks items exactly like that baseline.
+        # Training and calibration counted popularity and fitted the item-item weights without the
+        # validation people (they must stay unseen); the final model uses every interaction, as the
+        # popularity and EASE baselines do: its popularity source ranks items exactly like the
+        # popularity baseline, and the item-item weights are refitted (same items, same penalty).
         counts = np.bincount(dataset.item_index, minlength=dataset.n_items)
         known = prepared.item_counts > 0
         net.log_popularity.copy_(torch.from_numpy(np.where(known, np.log1p(counts), 0.0).astype(np.float32)))
+        if len(item_item_items) and prepared.n_validation_users:
+            net.item_item_weights.copy_(_ease(_binary(dataset.matrix), item_item_items, regularisation,
+                                              self._ease_device(device)).to(device))
         self._config.update(best_epoch=self._best_epoch, epochs_trained=len(self._history))
 
     @contextmanager
@@ -1175,7 +1191,7 @@ class FusedRecommender(Recommender):
 
     def _fit_item_item(self, prepared: "_Prepared", device: torch.device
                        ) -> tuple[np.ndarray, float | None, torch.Tensor | None]:
-        """Items covered by the EASE source, its penalty (chosen on validation) and weights."""
+        """Items covered by the EASE source, its penalty and weights (on the training part)."""
         counts = prepared.item_counts
         if not self.item_item or (counts > 0).sum() < 2:
             return np.zeros(0, dtype=np.int64), None, None
@@ -1184,33 +1200,26 @@ class FusedRecommender(Recommender):
             items = np.arange(len(counts), dtype=np.int64)
         else:
             items = np.sort(np.argsort(-counts, kind="stable")[:n_covered]).astype(np.int64)
-        binary = prepared.train_binary
-        # Cholesky on a CUDA GPU is fast; MPS lacks it, so anything but CUDA inverts on the CPU.
-        where = device if device.type == "cuda" else torch.device("cpu")
-        # The EASE penalty scales with how often items occur (8x the mean count did well on the
-        # synthetic data); where inverting is cheap, try a few on the known validation users.
-        # (Few-shot people would prefer a stronger penalty, at a cost to known users; measured.)
-        centre = 8.0 * float(np.clip(np.mean(counts[items]), 1.0, 5000.0))
-        validation = [prepared.validation[kind] for kind in ("warm",) if kind in prepared.validation]
-        cheap = n_covered <= 3000 and bool(validation) and self.item_item_penalty is None
+        penalty = self._item_item_penalty(counts[items])
+        return items, penalty, _ease(prepared.train_binary, items, penalty, self._ease_device(device))
+
+    def _item_item_penalty(self, covered_counts: np.ndarray) -> float:
+        """The EASE ridge penalty: ``item_item_penalty``, or 8x the mean interactions per covered item.
+
+        The penalty scales with how often items occur. On the synthetic data's warm splits (three
+        settings x three splits) the best penalty for EASE alone was 250-500 each time, 8x the mean
+        count being about 370; choosing among 1/4, 1 and 4 times that on the validation split (about
+        150 people) picked a factor of 4 away in three of the nine, costing the item-item source
+        0.005-0.014 NDCG@10 there, so the rule is used as it is.
+        """
         if self.item_item_penalty is not None:
-            centre = float(self.item_item_penalty)
-        best = (-1.0, centre, None)
-        for penalty in ([centre / 4, centre, centre * 4] if cheap else [centre]):
-            weights = _ease(binary, items, penalty, where)
-            if not cheap:
-                best = (0.0, penalty, weights)
-                break
-            value = 0.0
-            for entry in validation:
-                history = entry.history[:, items]
-                scores = np.zeros((history.shape[0], len(counts)), dtype=np.float32)
-                scores[:, items] = (history @ weights.cpu().numpy()) if history.nnz else 0.0
-                value += float(np.mean(_ndcg(scores, entry.history, entry.relevant))) / len(validation)
-            logger.debug("fused: item-item penalty %.1f -> validation NDCG@10 %.4f", penalty, value)
-            if value > best[0]:
-                best = (value, penalty, weights)
-        return items, float(best[1]), best[2]
+            return float(self.item_item_penalty)
+        return 8.0 * float(np.clip(np.mean(covered_counts), 1.0, 5000.0))
+
+    @staticmethod
+    def _ease_device(device: torch.device) -> torch.device:
+        """Cholesky on a CUDA GPU is fast; MPS lacks it, so anything but CUDA inverts on the CPU."""
+        return device if device.type == "cuda" else torch.device("cpu")
 
     def _train(self, prepared: "_Prepared", rng: np.random.Generator, generator: torch.Generator,
                callback: Callback | None) -> None:
@@ -1223,11 +1232,15 @@ class FusedRecommender(Recommender):
         self._history = []
         self._best_epoch = 0
         best_value, best_state, waited = -np.inf, None, 0
+        batches = self._user_batches(prepared, rng)
+        steps = -(-len(prepared.train_users) // int(self.batch_size))   # one pass
+        if self.epoch_steps is not None:
+            steps = min(steps, int(self.epoch_steps))
         for epoch in range(1, int(self.max_epochs) + 1):
             started = time.perf_counter()
             net.train()
             try:
-                loss = self._train_epoch(prepared, optimizer, rng, generator)
+                loss = self._train_epoch(prepared, optimizer, batches, steps, rng, generator)
             except FloatingPointError as error:
                 self._diverged(epoch, best_state, str(error))
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
@@ -1388,16 +1401,23 @@ class FusedRecommender(Recommender):
             f"({self.learning_rate:g}) is probably too high; try a smaller one (e.g. {self.learning_rate / 10:g})."
             + kept)
 
-    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer, rng: np.random.Generator,
-                     generator: torch.Generator) -> float:
+    def _user_batches(self, prepared: "_Prepared", rng: np.random.Generator):
+        """Endless stream of training-user batches: one shuffled pass after another."""
+        size = int(self.batch_size)
+        while True:
+            order = rng.permutation(prepared.train_users)
+            for start in range(0, len(order), size):
+                yield order[start:start + size]
+
+    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer, batches, steps: int,
+                     rng: np.random.Generator, generator: torch.Generator) -> float:
+        """``steps`` training steps on the next batches of ``batches``; the mean training loss."""
         net, device = self._net, self._device
         n_items = net.n_items
         sampled = n_items > int(self.full_softmax_items)
-        order = rng.permutation(prepared.train_users)
         total, weight_total = 0.0, 0.0
-        for start in range(0, len(order), int(self.batch_size)):
-            batch = prepared.make_batch(order[start:start + int(self.batch_size)], self.cold_rate,
-                                        self.few_shot_rate, rng)
+        for _ in range(steps):
+            batch = prepared.make_batch(next(batches), self.cold_rate, self.few_shot_rate, rng)
             if batch is None:
                 continue
             keep_ids = torch.rand(n_items, generator=generator) >= float(self.item_id_dropout)
