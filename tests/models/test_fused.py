@@ -239,6 +239,22 @@ def test_epoch_steps_of_a_pass_or_more_train_exactly_like_full_passes(planted):
     assert len(full.training_history) == len(capped.training_history)
 
 
+@pytest.mark.parametrize("warmup, best, epochs", [(2, 4, 6), (0, 1, 3)])
+def test_warm_up_epochs_are_not_candidates_for_the_best_model(planted, monkeypatch, warmup, best, epochs):
+    # A lucky validation score just after initialisation must not end the fit before the towers learn.
+    values = iter([0.9, 0.8, 0.1, 0.2, 0.15, 0.12, 0.11, 0.1])
+    monkeypatch.setattr(FusedRecommender, "_validate", lambda self, prepared: {"val_ndcg@10": next(values)})
+    model = FusedRecommender(**{**FAST, "max_epochs": 8, "patience": 2}, warmup_epochs=warmup, seed=0).fit(planted)
+    assert model._config["best_epoch"] == best
+    assert len(model.training_history) == epochs
+
+
+def test_a_fit_shorter_than_the_warm_up_keeps_its_last_epoch(planted):
+    model = FusedRecommender(**{**FAST, "max_epochs": 1}, warmup_epochs=2, seed=0).fit(planted)
+    assert model._config["best_epoch"] == 1
+    assert np.isfinite(model.score_users(np.arange(5))).all()
+
+
 def test_a_huge_learning_rate_raises_model_fit_error_naming_it(planted):
     model = FusedRecommender(**FAST, learning_rate=1e6, seed=0)
     with pytest.raises(ModelFitError, match="learning rate"):
