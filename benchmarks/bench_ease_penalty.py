@@ -16,12 +16,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender import Dataset  # noqa: E402
+from benchmarks.common import synthetic_dataset  # noqa: E402
 from recommender.evaluation.compare import evaluate_model  # noqa: E402
 from recommender.evaluation.protocols import make_split  # noqa: E402
 from recommender.models import EASERecommender  # noqa: E402
 from recommender.models.fused import FusedRecommender  # noqa: E402
-from recommender.synthetic import generate  # noqa: E402
 
 PENALTIES = (100, 250, 500, 1000, 2000)
 SETTINGS = ((0.1, 11), (0.6, 0), (0.9, 11))   # (profile strength, data seed), as in tune_fused.py's table
@@ -31,8 +30,7 @@ def main() -> None:
     print("| profile strength | split | " + " | ".join(f"EASE l2={p}" for p in PENALTIES) + " | fused rule's l2 |")
     print("|---|---|" + "---:|" * (len(PENALTIES) + 1))
     for strength, seed in SETTINGS:
-        data = generate(n_users=3000, n_items=1000, n_interactions=60000, profile_strength=strength, seed=seed)
-        dataset = Dataset.from_frames(data.interactions, data.users, data.items, name=f"s={strength}")
+        dataset = synthetic_dataset(strength, 3000, 1000, 60000, seed)
         for split_seed in (0, 1, 2):
             split = make_split(dataset, "warm", seed=split_seed)
             values = [evaluate_model(EASERecommender(l2=p).fit(split.train), split, k=10).aggregate["ndcg@10"]

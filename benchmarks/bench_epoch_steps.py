@@ -18,11 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender import Dataset  # noqa: E402
+from benchmarks.common import synthetic_dataset  # noqa: E402
 from recommender.evaluation.compare import evaluate_model  # noqa: E402
 from recommender.evaluation.protocols import make_split  # noqa: E402
 from recommender.models.fused import FusedRecommender  # noqa: E402
-from recommender.synthetic import generate  # noqa: E402
 
 
 def main() -> None:
@@ -33,9 +32,7 @@ def main() -> None:
     parser.add_argument("--n-interactions", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data and of the splits")
     args = parser.parse_args()
-    data = generate(n_users=args.n_users, n_items=args.n_items, n_interactions=args.n_interactions,
-                    profile_strength=0.6, seed=args.seed)
-    dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="epoch steps")
+    dataset = synthetic_dataset(0.6, args.n_users, args.n_items, args.n_interactions, args.seed)
     print("| protocol | epoch_steps | fit (s) | epochs (best) | NDCG@10 | recall@10 |")
     print("|---|---|---:|---|---:|---:|")
     for protocol in args.protocols:

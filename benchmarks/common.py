@@ -14,6 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "_data"
 
 
+def synthetic_dataset(strength: float, n_users: int, n_items: int, n_interactions: int, seed: int):
+    """A :class:`recommender.Dataset` of generated data (``recommender.synthetic.generate``)."""
+    from recommender import Dataset
+    from recommender.synthetic import generate
+
+    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, profile_strength=strength,
+                    seed=seed)
+    return Dataset.from_frames(data.interactions, data.users, data.items, name=f"synthetic s={strength}")
+
+
 def machine() -> str:
     """One line naming the CPU, cores, memory and versions."""
     cpu = platform.processor() or platform.machine()

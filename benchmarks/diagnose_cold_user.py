@@ -19,14 +19,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender import Dataset  # noqa: E402
+from benchmarks.common import synthetic_dataset  # noqa: E402
 from recommender.evaluation.compare import evaluate_model  # noqa: E402
 from recommender.evaluation.protocols import make_split  # noqa: E402
 from recommender.models import PopularityRecommender  # noqa: E402
+from recommender.models.fused import NEW_PERSON_POPULARITY_GRID as GRID  # noqa: E402
 from recommender.models.fused import SOURCES, FusedRecommender  # noqa: E402
-from recommender.synthetic import generate  # noqa: E402
-
-GRID = [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0]   # FusedRecommender._calibrate_gate's grid
 
 
 def main() -> None:
@@ -35,9 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data")
     parser.add_argument("--split-seed", type=int, default=1)
     args = parser.parse_args()
-    data = generate(n_users=3000, n_items=1000, n_interactions=60000, profile_strength=args.strength,
-                    seed=args.seed)
-    dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="cold-user diagnosis")
+    dataset = synthetic_dataset(args.strength, 3000, 1000, 60000, args.seed)
     split = make_split(dataset, "cold_user", seed=args.split_seed)
 
     seen: list[np.ndarray] = []          # the calibration's per-person NDCG@10, in call order

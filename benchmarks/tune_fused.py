@@ -29,21 +29,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender import Dataset  # noqa: E402
+from benchmarks.common import synthetic_dataset as make_dataset  # noqa: E402
 from recommender.evaluation.compare import evaluate_model  # noqa: E402
 from recommender.evaluation.protocols import make_split  # noqa: E402
 from recommender.models import REGISTRY  # noqa: E402
 from recommender.models.fused import FusedRecommender  # noqa: E402
-from recommender.synthetic import generate  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / "_data" / "tune_fused_cache.json"
 BASELINES = ("popularity", "segment_popularity", "profile_knn", "ease", "als", "content_knn")
-
-
-def make_dataset(strength: float, n_users: int, n_items: int, n_interactions: int, seed: int) -> Dataset:
-    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, profile_strength=strength,
-                    seed=seed)
-    return Dataset.from_frames(data.interactions, data.users, data.items, name=f"synthetic s={strength}")
 
 
 def load_cache() -> dict:

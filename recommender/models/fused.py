@@ -90,7 +90,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,6 +132,8 @@ VALIDATION_K = 10
 #: people scored at once while collecting them (see ``FusedRecommender._calibration_candidates``).
 CALIBRATION_CANDIDATES = 50
 CALIBRATION_BATCH = 256
+#: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in effect).
+NEW_PERSON_POPULARITY_GRID = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0)
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -1257,13 +1259,14 @@ class FusedRecommender(Recommender):
             value = metrics.get(f"val_ndcg@{VALIDATION_K}", -loss)
             if not np.isfinite(value):
                 self._diverged(epoch, best_state, "non-finite validation scores")
-            if epoch <= int(self.warmup_epochs):
-                # Warm-up: kept only as a fallback (a divergence or a cancel before monitoring starts).
+            # A warm-up epoch's model is kept only as a fallback (a divergence or a cancel before
+            # monitoring starts): it is never the best to beat.
+            warming_up = epoch <= int(self.warmup_epochs)
+            if warming_up or value > best_value + 1e-5:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 self._best_epoch = epoch
-            elif value > best_value + 1e-5:
-                best_value, waited, self._best_epoch = value, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                if not warming_up:
+                    best_value, waited = value, 0
             else:
                 waited += 1
             record = {"epoch": epoch, "train": loss, **metrics, "seconds": time.perf_counter() - started}
@@ -1303,7 +1306,7 @@ class FusedRecommender(Recommender):
 
         cold = prepared.validation.get("cold_user")
         if cold is not None:
-            grid = [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0]  # 30: popularity alone, in effect
+            grid = list(NEW_PERSON_POPULARITY_GRID)
             values = []
             for offset in grid:
                 net.new_person_gate_offset[position] = offset
@@ -1412,7 +1415,7 @@ class FusedRecommender(Recommender):
             f"({self.learning_rate:g}) is probably too high; try a smaller one (e.g. {self.learning_rate / 10:g})."
             + kept)
 
-    def _user_batches(self, prepared: "_Prepared", rng: np.random.Generator):
+    def _user_batches(self, prepared: "_Prepared", rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Endless stream of training-user batches: one shuffled pass after another."""
         size = int(self.batch_size)
         while True:
@@ -1420,8 +1423,9 @@ class FusedRecommender(Recommender):
             for start in range(0, len(order), size):
                 yield order[start:start + size]
 
-    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer, batches, steps: int,
-                     rng: np.random.Generator, generator: torch.Generator) -> float:
+    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer,
+                     batches: Iterator[np.ndarray], steps: int, rng: np.random.Generator,
+                     generator: torch.Generator) -> float:
         """``steps`` training steps on the next batches of ``batches``; the mean training loss."""
         net, device = self._net, self._device
         n_items = net.n_items

@@ -532,4 +532,3 @@ def test_popularity_alone_ranks_items_exactly_like_the_popularity_baseline(plant
     order = np.argsort(-scores[known], kind="stable")
     assert (np.diff(counts[known][order]) <= 0).all()               # more interactions, higher score
     assert len(np.unique(counts[known])) > 5                          # (a real ranking, not ties only)
-
