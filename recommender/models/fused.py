@@ -87,6 +87,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -928,6 +930,67 @@ class _Prepared:
                 np.searchsorted(candidates, np.sort(drawn)))
 
 
+@dataclass
+class _StepInput:
+    """Everything numpy prepares for one training step (see :meth:`FusedRecommender._step_inputs`)."""
+
+    batch: _Batch
+    neighbour_scores: np.ndarray | None             # (n, n_items) or (n, len(candidates))
+    candidates: tuple | None                        # of the sampled softmax, see _Prepared.sample_candidates
+
+
+class _Prefetch:
+    """Iterates over ``source`` in a background thread, at most ``depth`` items ahead.
+
+    Like a PyTorch DataLoader worker: while the network trains on one batch (torch releases
+    the GIL in its kernels), the next one is built with numpy and scipy (which also release
+    it in theirs). Only this thread draws from the source, so its sequence, and with it a
+    seeded fit, is the same as without prefetching. An exception in the source is raised by
+    :meth:`__next__`; :meth:`close` stops the thread.
+    """
+
+    def __init__(self, source: Iterator, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,), name="recolens-batches", daemon=True)
+        self._thread.start()
+
+    def _put(self, entry: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator) -> None:
+        try:
+            for item in source:
+                if not self._put((True, item)):
+                    return
+        except BaseException as error:   # handed to the consumer, raised there
+            self._put((False, error))
+        else:
+            self._put((False, None))
+
+    def __iter__(self) -> "_Prefetch":
+        return self
+
+    def __next__(self):
+        ok, item = self._queue.get()
+        if ok:
+            return item
+        self._stop.set()
+        if item is None:
+            raise StopIteration
+        raise item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @register
 class FusedRecommender(Recommender):
     """Collaborative + profile + content towers fused by a per-user gate (PyTorch).
@@ -1240,8 +1303,20 @@ class FusedRecommender(Recommender):
                                       fused=device.type in ("cpu", "cuda"))
         self._history = []
         self._best_epoch = 0
+        inputs = _Prefetch(self._step_inputs(prepared, rng))
+        try:
+            best_state = self._epochs(prepared, optimizer, inputs, generator, callback)
+        finally:
+            inputs.close()
+        net.load_state_dict(best_state)
+        net.eval()
+        self._calibrate_gate(prepared)
+
+    def _epochs(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer, inputs: Iterator[_StepInput | None],
+                generator: torch.Generator, callback: Callback | None) -> dict:
+        """Train epoch after epoch with early stopping; the state of the best epoch's model."""
+        net = self._net
         best_value, best_state, waited = -np.inf, None, 0
-        batches = self._user_batches(prepared, rng)
         steps = -(-len(prepared.train_users) // int(self.batch_size))   # one pass
         if self.epoch_steps is not None:
             steps = min(steps, int(self.epoch_steps))
@@ -1249,7 +1324,7 @@ class FusedRecommender(Recommender):
             started = time.perf_counter()
             net.train()
             try:
-                loss = self._train_epoch(prepared, optimizer, batches, steps, rng, generator)
+                loss = self._train_epoch(optimizer, inputs, steps, generator)
             except FloatingPointError as error:
                 self._diverged(epoch, best_state, str(error))
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
@@ -1278,9 +1353,7 @@ class FusedRecommender(Recommender):
                 break
             if prepared.validation and waited >= int(self.patience):
                 break
-        net.load_state_dict(best_state)
-        net.eval()
-        self._calibrate_gate(prepared)
+        return best_state
 
     @torch.no_grad()
     def _calibrate_gate(self, prepared: "_Prepared", steps: Sequence[float] = (-1.0, 1.0, -2.0, 2.0),
@@ -1423,32 +1496,50 @@ class FusedRecommender(Recommender):
             for start in range(0, len(order), size):
                 yield order[start:start + size]
 
-    def _train_epoch(self, prepared: "_Prepared", optimizer: torch.optim.Optimizer,
-                     batches: Iterator[np.ndarray], steps: int, rng: np.random.Generator,
+    def _step_inputs(self, prepared: "_Prepared", rng: np.random.Generator) -> Iterator[_StepInput | None]:
+        """Endless stream of what numpy prepares for each training step (None: a batch with nothing to learn).
+
+        The corrupted histories and targets, the ``similar_people`` scores and, for a sampled
+        softmax, the candidate items. Runs in the :class:`_Prefetch` thread; the only user of ``rng``
+        while training.
+        """
+        sampled = prepared.n_items > int(self.full_softmax_items)
+        n_static = prepared.static.shape[1]
+        for users in self._user_batches(prepared, rng):
+            batch = prepared.make_batch(users, self.cold_rate, self.few_shot_rate, rng)
+            if batch is None:
+                yield None
+                continue
+            candidates = (prepared.sample_candidates(batch, int(self.sampled_items), int(self.batch_size), rng)
+                          if sampled else None)
+            neighbour_scores = None
+            if self._pool is not None:
+                neighbour_scores = self._pool.scores(
+                    batch.profile[:, :n_static], batch.profile[:, n_static:], batch.n_history > 0,
+                    exclude=batch.users, columns=None if candidates is None else candidates[0])
+            yield _StepInput(batch, neighbour_scores, candidates)
+
+    def _train_epoch(self, optimizer: torch.optim.Optimizer, inputs: Iterator[_StepInput | None], steps: int,
                      generator: torch.Generator) -> float:
-        """``steps`` training steps on the next batches of ``batches``; the mean training loss."""
+        """``steps`` training steps on the next entries of ``inputs``; the mean training loss."""
         net, device = self._net, self._device
         n_items = net.n_items
-        sampled = n_items > int(self.full_softmax_items)
         total, weight_total = 0.0, 0.0
         for _ in range(steps):
-            batch = prepared.make_batch(next(batches), self.cold_rate, self.few_shot_rate, rng)
-            if batch is None:
+            step = next(inputs)
+            if step is None:
                 continue
+            batch = step.batch
+            sampled = step.candidates is not None
             keep_ids = torch.rand(n_items, generator=generator) >= float(self.item_id_dropout)
             id_mask = self._id_mask * keep_ids.to(device=device, dtype=torch.float32)
             items = torch.from_numpy(batch.items).to(device)
             offsets = torch.from_numpy(batch.offsets).to(device)
             n_history = torch.from_numpy(batch.n_history).to(device)
             if sampled:
-                candidates, correction, target_columns, reference = prepared.sample_candidates(
-                    batch, int(self.sampled_items), int(self.batch_size), rng)
-            neighbour_scores = None
-            if self._pool is not None:
-                n_static = prepared.static.shape[1]
-                neighbour_scores = torch.from_numpy(self._pool.scores(
-                    batch.profile[:, :n_static], batch.profile[:, n_static:], batch.n_history > 0,
-                    exclude=batch.users, columns=candidates if sampled else None)).to(device)
+                candidates, correction, target_columns, reference = step.candidates
+            neighbour_scores = None if step.neighbour_scores is None else \
+                torch.from_numpy(step.neighbour_scores).to(device)
             profile = torch.from_numpy(batch.profile)
             if float(self.profile_dropout) > 0:
                 # Dropout on the profile features: no single attribute combination can be memorised.

@@ -9,7 +9,7 @@ from recommender import Dataset, ModelFitError
 from recommender.analysis.coldstart import profile_form_schema
 from recommender.models import PopularityRecommender, Recommender
 from recommender.models.device import available_devices, resolve_device
-from recommender.models.fused import SOURCES, FusedRecommender, _FusedNetwork, _Prepared
+from recommender.models.fused import SOURCES, FusedRecommender, _FusedNetwork, _Prefetch
 from recommender.synthetic import generate
 
 #: Small and fast: the planted patterns below are learnt in well under a second.
@@ -175,6 +175,48 @@ def test_same_seed_same_model_on_cpu(planted):
     assert not np.array_equal(first.score_users(users), other.score_users(users))
 
 
+def test_prefetch_yields_the_source_in_order_and_stops_at_its_end():
+    prefetch = _Prefetch(iter(range(50)), depth=2)
+    assert list(prefetch) == list(range(50))
+    prefetch.close()
+
+
+def test_prefetch_raises_the_sources_error_in_the_consumer():
+    def source():
+        yield 1
+        raise ValueError("broken batch")
+
+    prefetch = _Prefetch(source())
+    assert next(prefetch) == 1
+    with pytest.raises(ValueError, match="broken batch"):
+        next(prefetch)
+    prefetch.close()
+
+
+def test_prefetch_close_stops_an_endless_source_that_is_ahead():
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    prefetch = _Prefetch(endless(), depth=2)
+    assert [next(prefetch) for _ in range(3)] == [0, 1, 2]
+    prefetch.close()
+    assert not prefetch._thread.is_alive()
+    assert len(produced) <= 3 + 2 + 1          # at most ``depth`` ahead (plus the one being put)
+
+
+def test_a_fit_leaves_no_batch_thread_running(planted):
+    import threading
+
+    FusedRecommender(**{**FAST, "max_epochs": 2}, seed=1).fit(planted)
+    assert not [t for t in threading.enumerate() if t.name == "recolens-batches"]
+
+
 def test_fitting_leaves_global_random_state_alone(planted):
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
     FusedRecommender(**{**FAST, "max_epochs": 2}, seed=1).fit(planted)
@@ -209,14 +251,15 @@ def test_callback_sees_every_epoch_until_early_stopping(planted):
 def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted, monkeypatch):
     """Large data is validated (and can stop or be cancelled) every ``epoch_steps`` steps; the
     passes over the training users stay whole shuffled passes across epoch boundaries."""
-    batches: list[np.ndarray] = []
-    original = _Prepared.make_batch
+    batches: list[np.ndarray] = []       # the users of each step the training loop took
+    original = _Prefetch.__next__
 
-    def recording(self, users, *args, **kwargs):
-        batches.append(np.asarray(users).copy())
-        return original(self, users, *args, **kwargs)
+    def recording(self):
+        step = original(self)
+        batches.append(np.asarray(step.batch.users).copy())
+        return step
 
-    monkeypatch.setattr(_Prepared, "make_batch", recording)
+    monkeypatch.setattr(_Prefetch, "__next__", recording)
     steps_at_epoch_end = []
     model = FusedRecommender(**{**FAST, "max_epochs": 5, "patience": 10, "batch_size": 32}, epoch_steps=2, seed=0)
     model.fit(planted, callback=lambda epoch, losses, metrics: steps_at_epoch_end.append(len(batches)))
