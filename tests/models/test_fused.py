@@ -9,7 +9,7 @@ from recommender import Dataset, ModelFitError
 from recommender.analysis.coldstart import profile_form_schema
 from recommender.models import PopularityRecommender, Recommender
 from recommender.models.device import available_devices, resolve_device
-from recommender.models.fused import SOURCES, FusedRecommender, _FusedNetwork, _Prefetch
+from recommender.models.fused import NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch
 from recommender.synthetic import generate
 
 #: Small and fast: the planted patterns below are learnt in well under a second.
@@ -434,6 +434,65 @@ def test_score_new_items_matches_how_the_catalogue_scores_an_item_without_intera
     assert scores.shape == (planted.n_users, 2) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, planted_model.score_users(np.arange(planted.n_users))[:, cold],
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def shifted(planted, planted_model):
+    """The planted model with its new-item shift set to -1.5 (restored afterwards)."""
+    net = planted_model._net
+    before = net.new_item_shift.clone()
+    net.new_item_shift.fill_(-1.5)
+    planted_model._new_item_cache = None
+    yield planted_model
+    net.new_item_shift.copy_(before)
+    planted_model._new_item_cache = None
+
+
+def test_the_new_item_shift_moves_items_without_interactions_only(planted, planted_model):
+    users = np.arange(planted.n_users)
+    cold = planted.item_indices(["A20", "B20"])
+    warm = np.setdiff1d(np.arange(planted.n_items), cold)
+    net = planted_model._net
+    before = net.new_item_shift.clone()
+    base = planted_model.score_users(users)
+    try:
+        net.new_item_shift.copy_(before - 1.5)
+        moved = planted_model.score_users(users)
+    finally:
+        net.new_item_shift.copy_(before)
+    np.testing.assert_allclose(moved[:, cold], base[:, cold] - 1.5, atol=1e-5)
+    np.testing.assert_array_equal(moved[:, warm], base[:, warm])
+
+
+def test_the_new_item_shift_is_in_new_item_scores_explanations_and_bundles(planted, shifted, tmp_path):
+    users = np.arange(planted.n_users)
+    cold = planted.item_indices(["A20", "B20"])
+    scores = shifted.score_users(users)
+    np.testing.assert_allclose(shifted.score_new_items(planted.item_features[cold]), scores[:, cold],
+                               rtol=1e-4, atol=1e-4)
+    frame = shifted.explain(user_index=users[:5], item_index=cold)
+    np.testing.assert_allclose(frame["total"].to_numpy().reshape(5, 2), scores[:5][:, cold], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(frame[list(SOURCES)].sum(axis=1), frame["total"], atol=1e-6)
+    loaded = Recommender.load(shifted.save(tmp_path / "shifted.recolens"))
+    np.testing.assert_allclose(loaded.score_users(users), scores, rtol=1e-6, atol=1e-6)
+
+
+def test_a_bundle_saved_before_the_new_item_shift_loads_without_one(planted, planted_model):
+    config, arrays = planted_model._get_state()
+    arrays = {name: value for name, value in arrays.items() if name != "net.new_item_shift"}
+    restored = FusedRecommender(**FAST)
+    restored.dataset = planted
+    restored._set_state(config, arrays)
+    assert float(restored._net.new_item_shift) == 0.0
+    arrays.pop("net.log_temperature")
+    with pytest.raises(ValueError, match="lacks the weights log_temperature"):
+        restored._set_state(config, arrays)
+
+
+def test_the_calibrated_new_item_shift_is_recorded(planted_model):
+    shift = planted_model._config.get("new_item_shift")
+    assert shift in NEW_ITEM_SHIFT_GRID
+    assert float(planted_model._net.new_item_shift) == shift
 
 
 def test_score_new_items_reaches_the_segment_whose_taste_it_matches(planted, planted_model, tmp_path):
