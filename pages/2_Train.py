@@ -7,19 +7,24 @@ so another browser session never sees it.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from recommender.errors import BundleError
-from recommender.models import Recommender
+from recommender.models import FusedRecommender, Recommender
 from recommender.models.bundle import bundle_bytes, check_compatible
 from recommender.models.device import available_devices
 from recommender.training import (TrainingJob, describe_device, describe_model, expected_epochs, make_model,
                                   model_label, model_names)
 from ui import charts, state
 from ui.common import download_name, escape_markdown, link_to_page, next_page_after, page_setup
+
+#: The fused model's own early-stopping settings (the page uses them unless early stopping is off).
+FUSED_DEFAULTS = {name: parameter.default for name, parameter in
+                  inspect.signature(FusedRecommender).parameters.items()}
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +191,14 @@ def fused_settings() -> dict:
         device = cells[1].selectbox("Device", devices, key="fused_device",
                                     help="auto: the GPU if there is one, else the processor.")
         early = cells[2].checkbox("Stop early", value=True, key="fused_early_stop",
-                                  help="Stop when validation NDCG has not improved for 6 epochs.")
-    return {"max_epochs": int(epochs), "dim": int(dim), "learning_rate": float(learning_rate), "seed": int(seed),
-            "device": device, "patience": 6 if early else int(epochs)}
+                                  help=f"Stop when validation NDCG has not improved for {FUSED_DEFAULTS['patience']} "
+                                  f"epochs (watched from epoch {FUSED_DEFAULTS['warmup_epochs'] + 1}); the best "
+                                  "epoch's model is kept.")
+    settings = {"max_epochs": int(epochs), "dim": int(dim), "learning_rate": float(learning_rate), "seed": int(seed),
+                "device": device}
+    if not early:
+        settings["patience"] = int(epochs)
+    return settings
 
 
 def start_training(names: list[str], settings: dict) -> None:

@@ -581,8 +581,9 @@ def test_sources_restricted_to_candidate_columns_equal_the_full_columns(planted,
 
 
 @pytest.mark.parametrize("per_source, rescored", [(2, "all"), (12, "some"), (50, "none")])
+@pytest.mark.parametrize("cold_complete", [True, False])
 def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(planted, planted_model, monkeypatch,
-                                                                           per_source, rescored):
+                                                                           per_source, rescored, cold_complete):
     # The calibration rescores validation people on their candidate items only; whatever the
     # offsets, its NDCG@10 must be that of scoring the whole catalogue: exact where the bound
     # proves the top 10 lies among the candidates, by full rescoring of the others.
@@ -600,12 +601,17 @@ def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(plant
     entry = _Validation(users=users, history=shown, behaviour=planted.behaviour_features[users], relevant=hidden)
     static = planted.user_features[users]
     candidates = model._calibration_candidates(static, entry, per_source=per_source)
-    saved = [buffer.clone() for buffer in (net.new_person_gate_offset, net.history_gate_offset)]
+    # The two items without interactions are candidates of every person (few enough); without
+    # that, the bound must also cover them through the new-item gate and shift.
+    assert candidates["cold_complete"]
+    candidates["cold_complete"] = cold_complete
+    saved = [buffer.clone() for buffer in (net.new_person_gate_offset, net.history_gate_offset, net.new_item_shift)]
     calls: list[int] = []
     try:
-        for new_offset, history_offset in [(0.0, 0.0), (3.0, -1.0), (-2.0, 2.0)]:
+        for new_offset, history_offset, shift in [(0.0, 0.0, 0.0), (3.0, -1.0, -2.0), (-2.0, 2.0, -0.5)]:
             net.new_person_gate_offset[SOURCES.index("popularity")] = new_offset
             net.history_gate_offset[SOURCES.index("history")] = history_offset
+            net.new_item_shift.fill_(shift)
             full = _ndcg(model._score_arrays(static, entry.behaviour, entry.history), entry.history, entry.relevant)
             score_arrays = type(model)._score_arrays
             monkeypatch.setattr(model, "_score_arrays", lambda *a: calls.append(len(a[0])) or score_arrays(model, *a))
@@ -617,6 +623,7 @@ def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(plant
     finally:
         net.new_person_gate_offset.copy_(saved[0])
         net.history_gate_offset.copy_(saved[1])
+        net.new_item_shift.copy_(saved[2])
 
 
 def test_popularity_alone_ranks_items_exactly_like_the_popularity_baseline(planted, planted_model):
