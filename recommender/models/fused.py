@@ -967,6 +967,7 @@ class _Prefetch:
     def __init__(self, source: Iterator, depth: int = 2) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._end: tuple | None = None     # the source's end (None) or error, once reached
         self._thread = threading.Thread(target=self._run, args=(source,), name="recolens-batches", daemon=True)
         self._thread.start()
 
@@ -993,13 +994,15 @@ class _Prefetch:
         return self
 
     def __next__(self):
-        ok, item = self._queue.get()
-        if ok:
-            return item
-        self._stop.set()
-        if item is None:
+        if self._end is None:
+            ok, item = self._queue.get()
+            if ok:
+                return item
+            self._stop.set()
+            self._end = (item,)
+        if self._end[0] is None:
             raise StopIteration
-        raise item
+        raise self._end[0]
 
     def close(self) -> None:
         self._stop.set()

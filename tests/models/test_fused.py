@@ -178,6 +178,8 @@ def test_same_seed_same_model_on_cpu(planted):
 def test_prefetch_yields_the_source_in_order_and_stops_at_its_end():
     prefetch = _Prefetch(iter(range(50)), depth=2)
     assert list(prefetch) == list(range(50))
+    with pytest.raises(StopIteration):   # and again, without waiting for a thread that has ended
+        next(prefetch)
     prefetch.close()
 
 
@@ -188,8 +190,9 @@ def test_prefetch_raises_the_sources_error_in_the_consumer():
 
     prefetch = _Prefetch(source())
     assert next(prefetch) == 1
-    with pytest.raises(ValueError, match="broken batch"):
-        next(prefetch)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="broken batch"):
+            next(prefetch)
     prefetch.close()
 
 
