@@ -628,7 +628,8 @@ class _FusedNetwork(nn.Module):
 
     def fuse(self, gate: torch.Tensor, scores: Mapping[str, torch.Tensor], id_mask: torch.Tensor,
              n_new: int = 0) -> torch.Tensor:
-        """``temperature * sum_s gate_s * z_s``, with the cold gate for items whose id vector is off.
+        """``temperature * sum_s gate_s * z_s``, with the cold gate (and, after training, the new-item
+        shift) for items whose id vector is off.
 
         ``id_mask`` (c,) is that of the scored items; ``n_new`` brand-new items follow them.
         """
@@ -643,12 +644,10 @@ class _FusedNetwork(nn.Module):
         if len(columns):
             change = sum((gate[:, 1, position:position + 1] - gate[:, 0, position:position + 1])
                          * scores[source][:, columns] for position, source in enumerate(SOURCES))
+            if not self.training:   # the shift is 0 while training: no read of it (a GPU sync) per step
+                change = change + self.new_item_shift / self.temperature
             mixed = mixed.index_add(1, columns, change * cold[columns])
-        fused = self.temperature * mixed
-        shift = float(self.new_item_shift)
-        if shift and len(columns):
-            fused = fused.index_add(1, columns, fused.new_full((fused.shape[0], len(columns)), shift))
-        return fused
+        return self.temperature * mixed
 
     def logits(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor, n_history: torch.Tensor,
                neighbour_scores: torch.Tensor | None, content: torch.Tensor | None, id_mask: torch.Tensor,
@@ -967,7 +966,8 @@ class _Prefetch:
     def __init__(self, source: Iterator, depth: int = 2) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._end: tuple | None = None     # the source's end (None) or error, once reached
+        self._ended = False
+        self._error: BaseException | None = None   # what ended the source, if it failed
         self._thread = threading.Thread(target=self._run, args=(source,), name="recolens-batches", daemon=True)
         self._thread.start()
 
@@ -994,15 +994,15 @@ class _Prefetch:
         return self
 
     def __next__(self):
-        if self._end is None:
+        if not self._ended:
             ok, item = self._queue.get()
             if ok:
                 return item
             self._stop.set()
-            self._end = (item,)
-        if self._end[0] is None:
+            self._ended, self._error = True, item
+        if self._error is None:
             raise StopIteration
-        raise self._end[0]
+        raise self._error
 
     def close(self) -> None:
         self._stop.set()
