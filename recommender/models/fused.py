@@ -413,8 +413,16 @@ def _init_linear(layer: nn.Linear, generator: torch.Generator, gain: float = 1.0
 
 
 def _linear(n_in: int, n_out: int, generator: torch.Generator, bias: bool = True, gain: float = 1.0) -> nn.Linear:
-    """A Linear layer initialised from ``generator`` (never from torch's global random state)."""
-    layer = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias)
+    """A Linear layer initialised from ``generator`` (never from torch's global random state).
+
+    Built on the meta device (no initialisation, no draw from the global generator), then given
+    real parameters: ``torch.nn.utils.skip_init`` does the same through ``Module.to_empty``, whose
+    first call imports sympy and mpmath (0.6-0.9 s of a 100k fit).
+    """
+    layer = nn.Linear(n_in, n_out, bias=bias, device="meta")
+    layer.weight = nn.Parameter(torch.empty(n_out, n_in))
+    if bias:
+        layer.bias = nn.Parameter(torch.empty(n_out))
     return _init_linear(layer, generator, gain)
 
 
