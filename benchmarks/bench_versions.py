@@ -38,7 +38,8 @@ dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="v
 started = time.perf_counter()
 model = FusedRecommender().fit(dataset)
 result = {{"fit_s": time.perf_counter() - started, "epochs": len(model.training_history),
-           "best_epoch": model._config.get("best_epoch")}}
+           "best_epoch": model._config.get("best_epoch"),
+           "epoch_s": sum(h["seconds"] for h in model.training_history) / max(len(model.training_history), 1)}}
 """
 
 
@@ -65,21 +66,26 @@ def main(argv=None) -> None:
         try:
             versions = {f"{commit} (earlier)": str(tree), f"{head} (this checkout)": str(ROOT)}
             times: dict[str, list[float]] = {name: [] for name in versions}
-            print("| round | version | fit (s) | epochs (best) |")
-            print("|---:|---|---:|---|")
+            epoch_times: dict[str, list[float]] = {name: [] for name in versions}
+            print("| round | version | fit (s) | epochs (best) | s per epoch |")
+            print("|---:|---|---:|---|---:|")
             for round_ in range(1, args.rounds + 1):
                 for name, path in versions.items():
                     code = FIT.format(tree=path, n_users=args.n_users, n_items=args.n_items,
                                       n_interactions=args.n_interactions, seed=args.seed)
                     result = run_child(code)
                     times[name].append(result["fit_s"])
+                    epoch_times[name].append(result["epoch_s"])
                     print(f"| {round_} | {name} | {result['fit_s']:.1f} | {result['epochs']} "
-                          f"({result['best_epoch']}) |", flush=True)
+                          f"({result['best_epoch']}) | {result['epoch_s']:.2f} |", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
     earlier, now = (float(np.median(values)) for values in times.values())
     print(f"\nMedian fit: {earlier:.1f} s earlier, {now:.1f} s now: {now / earlier:.2f}x "
           f"({json.dumps({name: [round(t, 1) for t in values] for name, values in times.items()})})")
+    earlier, now = (float(np.median(values)) for values in epoch_times.values())
+    print(f"Median epoch (training steps and validation): {earlier:.2f} s earlier, {now:.2f} s now: "
+          f"{now / earlier:.2f}x (the number of epochs depends on early stopping)")
 
 
 if __name__ == "__main__":
