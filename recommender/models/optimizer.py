@@ -5,7 +5,7 @@ Every ``torch.optim`` optimizer imports ``torch._dynamo`` the first time one of 
 a 2-core CPU, once per process: 10-15 % of fitting the fused model on 100,000 interactions
 (``benchmarks/RESULTS.md``). :class:`FusedAdamW` calls the same fused kernel that
 ``torch.optim.AdamW(fused=True)`` calls, with the same state and the same arguments, so its
-steps are bit-for-bit those of ``torch.optim.AdamW`` (``tests/models/test_optimizer.py``). On a
+steps are bit-for-bit those of ``torch.optim.AdamW`` (``tests/models/test_fused_autograd.py``). On a
 device without the fused kernel, or without it in this PyTorch build, :func:`adamw` returns
 ``torch.optim.AdamW`` itself.
 """
