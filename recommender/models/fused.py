@@ -270,7 +270,7 @@ def _mean_and_spread(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class _Standardise(torch.autograd.Function):
     """``z = (x - mean) / spread`` per row (see :func:`_mean_and_spread`), with the gradient in closed form.
 
-    ``dx = (dz - mean(dz) - z * mean(dz * z)) / spread``: three full-size passes backward where
+    ``dx = (dz - mean(dz) - z * mean(dz * z)) / spread``: four full-size passes backward where
     autograd's chain through the mean and the norm takes about eight. Returns ``z`` and the
     (non-differentiable) mean and spread.
     """
