@@ -7,7 +7,6 @@ so another browser session never sees it.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 
 import plotly.graph_objects as go
@@ -22,9 +21,8 @@ from recommender.training import (TrainingJob, describe_device, describe_model, 
 from ui import charts, state
 from ui.common import download_name, escape_markdown, link_to_page, next_page_after, page_setup
 
-#: The fused model's own early-stopping settings (the page uses them unless early stopping is off).
-FUSED_DEFAULTS = {name: parameter.default for name, parameter in
-                  inspect.signature(FusedRecommender).parameters.items()}
+#: An unfitted fused model with its defaults: the page uses its early-stopping settings unless early stopping is off.
+FUSED_DEFAULTS = FusedRecommender()
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +189,8 @@ def fused_settings() -> dict:
         device = cells[1].selectbox("Device", devices, key="fused_device",
                                     help="auto: the GPU if there is one, else the processor.")
         early = cells[2].checkbox("Stop early", value=True, key="fused_early_stop",
-                                  help=f"Stop when validation NDCG has not improved for {FUSED_DEFAULTS['patience']} "
-                                  f"epochs (watched from epoch {FUSED_DEFAULTS['warmup_epochs'] + 1}); the best "
+                                  help=f"Stop when validation NDCG has not improved for {FUSED_DEFAULTS.patience} "
+                                  f"epochs (watched from epoch {FUSED_DEFAULTS.warmup_epochs + 1}); the best "
                                   "epoch's model is kept.")
     settings = {"max_epochs": int(epochs), "dim": int(dim), "learning_rate": float(learning_rate), "seed": int(seed),
                 "device": device}

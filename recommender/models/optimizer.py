@@ -20,7 +20,7 @@ class FusedAdamW:
     """Decoupled weight-decay Adam (Loshchilov & Hutter) for parameters on one CPU or CUDA device.
 
     Only what training the fused model uses: ``step()`` and ``zero_grad()``; no closures,
-    parameter groups, AMSGrad or state dicts. Parameters whose gradient is ``None`` are skipped
+    parameter groups, AMSGrad, sparse gradients or state dicts. Parameters whose gradient is ``None`` are skipped
     (their step count does not advance), as in ``torch.optim``.
     """
 
@@ -40,8 +40,6 @@ class FusedAdamW:
         for p in self.params:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("FusedAdamW does not support sparse gradients")
             state = self.state.get(p)
             if state is None:   # as torch.optim.AdamW initialises it (float32 step count)
                 state = self.state[p] = {
@@ -60,14 +58,10 @@ class FusedAdamW:
                             beta1=self.betas[0], beta2=self.betas[1], weight_decay=self.weight_decay,
                             eps=self.eps, maximize=False, grad_scale=None, found_inf=None)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """Drop every gradient (``torch.optim``'s default ``set_to_none=True``)."""
         for p in self.params:
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_().zero_()
+            p.grad = None
 
 
 def adamw(params: Iterable[torch.nn.Parameter], device: torch.device, **options):

@@ -158,7 +158,7 @@ def test_fused_adamw_takes_exactly_the_steps_of_torch_optim_adamw():
     for _ in range(12):
         x = torch.randint(0, 30, (16, 2), generator=generator)
         for net, optimizer in ((ours_net, ours), (reference_net, reference)):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             net(x).pow(2).mean().backward()
             optimizer.step()
     for mine, theirs in zip(ours_net.parameters(), reference_net.parameters()):
