@@ -92,7 +92,7 @@ import queue
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -143,6 +143,8 @@ VALIDATION_K = 10
 #: people scored at once while collecting them (see ``FusedRecommender._calibration_candidates``).
 CALIBRATION_CANDIDATES = 50
 CALIBRATION_BATCH = 256
+#: Most floats that keeping the validation people's fixed-source scores between epochs may take.
+VALIDATION_CACHE_FLOATS = 16_000_000
 #: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in effect).
 NEW_PERSON_POPULARITY_GRID = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0)
 
@@ -285,7 +287,7 @@ def _weighted_sum(weights: torch.Tensor, tensors: Sequence[torch.Tensor]) -> tor
 class _Standardise(torch.autograd.Function):
     """``z = (x - mean) / spread`` per row (see :func:`_mean_and_spread`), with the gradient in closed form.
 
-    ``dx = (dz - mean(dz) - z * mean(dz * z)) / spread``: four full-size passes backward where
+    ``dx = (dz - mean(dz) - z * mean(dz * z)) / spread``: five full-size passes backward where
     autograd's chain through the mean and the norm takes about eight. Returns ``z`` and the
     (non-differentiable) mean and spread.
     """
@@ -302,10 +304,35 @@ class _Standardise(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor, _mean_grad, _spread_grad) -> torch.Tensor:
         z, spread = ctx.saved_tensors
         width = max(z.shape[1], 1)
+        inverse = 1.0 / spread
         grad_mean = grad.mean(dim=1, keepdim=True)
         result = grad * z   # one full-size buffer: first for mean(dz * z), then for the result
         grad_along_z = result.sum(dim=1, keepdim=True).div_(width)
-        return torch.sub(grad, grad_mean, out=result).addcmul_(z, grad_along_z, value=-1.0).div_(spread)
+        # dz / spread - mean(dz) / spread - z * mean(dz * z) / spread, in two multiply-adds
+        torch.addcmul(-grad_mean * inverse, grad, inverse, out=result)
+        return result.addcmul_(z, grad_along_z * inverse, value=-1.0)
+
+
+def _columns(raw: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+    """``raw``, or its columns ``reference`` (those whose statistics standardise the rest)."""
+    return raw if reference is None else raw[:, reference]
+
+
+def _standardised(raw: torch.Tensor, reference: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                  statistics: dict | None = None, name: str = "") -> torch.Tensor:
+    """``(raw - mean) / spread`` per row, the statistics over the columns ``reference`` (all by default),
+    times ``mask`` (per column) if given; records ``mean_<name>`` and ``spread_<name>`` in ``statistics``."""
+    if reference is None and mask is None and raw.requires_grad:
+        z, mean, spread = _Standardise.apply(raw)     # closed-form gradient (training)
+    else:
+        mean, spread = _mean_and_spread(_columns(raw, reference))
+        scale = 1.0 / spread
+        z = torch.addcmul(-mean * scale, raw, scale)
+        if mask is not None:
+            z.mul_(mask)
+    if statistics is not None and name:
+        statistics[f"mean_{name}"], statistics[f"spread_{name}"] = mean, spread
+    return z
 
 
 class _Mix(torch.autograd.Function):
@@ -370,45 +397,52 @@ class _Mix(torch.autograd.Function):
 
 class _TargetLogLikelihood(torch.autograd.Function):
     """Per row, the weighted multinomial log-likelihood of its targets: ``sum_t w_t log softmax(x)[r_t, c_t]``,
-    with logits ``x = scale * scores - shift`` (``scale`` a learnt temperature, ``shift`` the
-    sampled softmax's correction; both optional).
+    with logits ``x = scale * scores - shift`` (``scale`` a learnt temperature, so positive, and
+    ``shift`` the sampled softmax's correction; both optional).
 
     The same value and gradient as autograd's chain (scale, shift, ``log_softmax``, gather;
     ``tests/models/test_fused_autograd.py`` checks both), with the gradient in closed form: ``w_t`` at
     each target minus ``softmax(x) * sum_t w_t`` per row. The exponentials of the forward pass
-    are kept for the backward one (one ``exp`` over the scores per step, not two), and the
-    scale's gradient is a single dot product.
+    are kept for the backward one (one ``exp`` over the scores per step, not two); the scale
+    goes into the per-row factors, and its own gradient is a single dot product.
     """
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
                 rows: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        logits = scores if scale is None else scores * scale
-        if shift is not None:
-            logits = logits - shift
-        picked = logits[rows, columns]
-        top = logits.amax(dim=1, keepdim=True)
-        # exp(x - max), in place when ``logits`` is already a buffer of this function's own
-        exponentials = (logits.sub_(top) if logits is not scores else logits - top).exp_()
+        if scale is not None and shift is None:
+            # x - max(x) in one multiply-add: max(scale * scores) = scale * max(scores) for scale > 0
+            top = scores.amax(dim=1, keepdim=True).mul_(scale)
+            shifted = torch.addcmul(-top, scores, scale)
+        else:
+            logits = scores if scale is None else scores * scale
+            if shift is not None:
+                logits = logits - shift
+            top = logits.amax(dim=1, keepdim=True)
+            # in place when ``logits`` is already a buffer of this function's own
+            shifted = logits.sub_(top) if logits is not scores else logits - top
+        picked = shifted[rows, columns]
+        exponentials = shifted.exp_()
         total = exponentials.sum(dim=1)
-        log_total = top.squeeze(1) + torch.log(total)
         ctx.save_for_backward(exponentials, total, scores if ctx.needs_input_grad[1] else None, scale,
                               rows, columns, weights)
         return torch.zeros(scores.shape[0], dtype=scores.dtype, device=scores.device).index_add_(
-            0, rows, (picked - log_total[rows]) * weights)
+            0, rows, (picked - torch.log(total)[rows]) * weights)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         exponentials, total, scores, scale, rows, columns, weights = ctx.saved_tensors
         row_weight = torch.zeros_like(grad).index_add_(0, rows, weights)
-        grad_logits = exponentials * (-grad * row_weight / total)[:, None]
-        grad_logits.index_put_((rows, columns), grad[rows] * weights, accumulate=True)
+        factor = (-grad * row_weight / total)[:, None]
+        at_targets = grad[rows] * weights
+        if scale is not None:   # d/dscores = scale * d/dlogits
+            factor, at_targets = factor * scale, at_targets * scale
+        grad_scores = exponentials * factor
+        grad_scores.index_put_((rows, columns), at_targets, accumulate=True)
         grad_scale = None
         if ctx.needs_input_grad[1]:
-            grad_scale = torch.dot(grad_logits.reshape(-1), scores.reshape(-1)).reshape(scale.shape)
-        if scale is not None and ctx.needs_input_grad[0]:
-            grad_logits.mul_(scale)
-        return grad_logits if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None
+            grad_scale = (torch.dot(grad_scores.reshape(-1), scores.reshape(-1)) / scale).reshape(scale.shape)
+        return grad_scores if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None
 
 
 def _init_linear(layer: nn.Linear, generator: torch.Generator, gain: float = 1.0) -> nn.Linear:
@@ -509,8 +543,8 @@ class _FusedNetwork(nn.Module):
 
     # -- item side --------------------------------------------------------------
     def item_parts(self, content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Collaborative vectors, content vectors and popularity prior of every item (or of ``index``).
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collaborative and content vectors of every item (or of ``index``).
 
         ``content`` (n, n_content) and ``id_mask`` (n,) describe the items returned.
 
@@ -518,20 +552,25 @@ class _FusedNetwork(nn.Module):
         -------
         collaborative : (n, dim)  ``E_i`` (zero where ``id_mask`` is 0: new items)
         content : (n, dim)        ``C(content_i)`` (zeros without item features)
-        popularity : (n,)         log training frequency, or predicted from content where ``id_mask`` is 0
         """
         embedding = self.item_embedding if index is None else self.item_embedding[index]
-        log_popularity = self.log_popularity if index is None else self.log_popularity[index]
         collaborative = embedding * id_mask[:, None]
         if self.n_content:
-            hidden = torch.relu(self.content_hidden(content))
-            content_vectors = self.content_out(hidden)
-            predicted = content @ self.content_popularity_weight + self.content_popularity_bias
+            content_vectors = self.content_out(torch.relu(self.content_hidden(content)))
         else:
             content_vectors = torch.zeros_like(collaborative)
+        return collaborative, content_vectors
+
+    def item_popularity(self, content: torch.Tensor | None, id_mask: torch.Tensor,
+                        index: torch.Tensor | None = None) -> torch.Tensor:
+        """Popularity prior (n,) of every item (or of ``index``): log training frequency, or predicted
+        from content where ``id_mask`` is 0."""
+        log_popularity = self.log_popularity if index is None else self.log_popularity[index]
+        if self.n_content:
+            predicted = content @ self.content_popularity_weight + self.content_popularity_bias
+        else:
             predicted = torch.zeros_like(log_popularity)
-        popularity = id_mask * log_popularity + (1 - id_mask) * predicted
-        return collaborative, content_vectors, popularity
+        return id_mask * log_popularity + (1 - id_mask) * predicted
 
     def new_item_parts(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Content vectors (m, dim) and predicted popularity (m,) of brand-new items described by ``content``."""
@@ -544,8 +583,8 @@ class _FusedNetwork(nn.Module):
     # -- user side --------------------------------------------------------------
     def user_parts(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor,
                    n_history: torch.Tensor, statistics: dict | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Gate, profile vector, history vector and raw item-item scores of a batch of people.
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gate, profile vector and history vector of a batch of people.
 
         Parameters
         ----------
@@ -561,7 +600,6 @@ class _FusedNetwork(nn.Module):
         -------
         gate : (n, len(SOURCES))
         profile_vector, history_vector : (n, dim)
-        item_item : (n, n_item_item) or None     EASE scores of the covered items
         """
         n = profile.shape[0]
         weights = torch.rsqrt(torch.clamp(n_history, min=1.0))
@@ -587,19 +625,7 @@ class _FusedNetwork(nn.Module):
         unavailable[:, 4:5] = not self.similar_people
         if statistics is not None:
             statistics.update(gate_logits=gate_logits, has_history=has_history, unavailable=unavailable)
-        gate = self.gate_from_logits(gate_logits, has_history, unavailable)
-        item_item = None
-        if self.n_item_item:
-            # A bag of rows of B over the covered items (other history items are skipped).
-            position = self.item_item_position[items]
-            known = position >= 0
-            owner = torch.repeat_interleave(torch.arange(n, device=items.device), n_history.long(),
-                                            output_size=items.shape[0])
-            counts = torch.zeros(n, dtype=torch.long, device=items.device)
-            counts.index_add_(0, owner[known], torch.ones_like(owner[known]))
-            item_item = F.embedding_bag(position[known], self.item_item_weights, torch.cumsum(counts, 0) - counts,
-                                        mode="sum")
-        return gate, profile_vector, history_vector, item_item
+        return self.gate_from_logits(gate_logits, has_history, unavailable), profile_vector, history_vector
 
     def gate_from_logits(self, gate_logits: torch.Tensor, has_history: torch.Tensor,
                          unavailable: torch.Tensor) -> torch.Tensor:
@@ -613,8 +639,21 @@ class _FusedNetwork(nn.Module):
         cold_logits = torch.log(gate.clamp(min=1e-30)) + self.cold_item_gate_offset
         return torch.softmax(cold_logits.masked_fill(gate == 0, float("-inf")), dim=1)
 
-    def expand_item_item(self, item_item: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Item-item scores (n, n_item_item) of the covered items -> (n, len(index)) (0 elsewhere)."""
+    def item_item_scores(self, items: torch.Tensor, n_history: torch.Tensor, index: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """Raw EASE scores (n, n_items), or (n, len(index)): 0 for the items the item-item matrix does not cover.
+
+        Each row is a bag of rows of B over the person's covered history items (the others are skipped).
+        """
+        n = n_history.shape[0]
+        position = self.item_item_position[items]
+        known = position >= 0
+        owner = torch.repeat_interleave(torch.arange(n, device=items.device), n_history.long(),
+                                        output_size=items.shape[0])
+        counts = torch.zeros(n, dtype=torch.long, device=items.device)
+        counts.index_add_(0, owner[known], torch.ones_like(owner[known]))
+        item_item = F.embedding_bag(position[known], self.item_item_weights, torch.cumsum(counts, 0) - counts,
+                                    mode="sum")
         if index is None and self.n_item_item == self.n_items:
             return item_item  # covers the whole catalogue in index order
         position = self.item_item_position if index is None else self.item_item_position[index]
@@ -676,7 +715,7 @@ class _FusedNetwork(nn.Module):
                       content: torch.Tensor | None, id_mask: torch.Tensor,
                       index: torch.Tensor | None = None, reference: torch.Tensor | None = None,
                       split_item_parts: bool = False, new_item_content: torch.Tensor | None = None,
-                      statistics: dict | None = None,
+                      statistics: dict | None = None, fixed: Mapping[str, torch.Tensor] | None = None,
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The gates and each source's standardised scores.
 
@@ -703,6 +742,10 @@ class _FusedNetwork(nn.Module):
             Filled with what scoring a new item needs besides its content (see
             :meth:`FusedRecommender.score_new_items`): ``profile_vector``, ``history_vector``
             (n, dim) and, per source, ``mean_<source>`` and ``spread_<source>`` (n, 1).
+        fixed : dict, optional
+            The sources without trainable weights, already standardised by :meth:`fixed_scores`
+            with the same arguments (training prepares them in the batch thread); computed here
+            when not given.
 
         Returns
         -------
@@ -714,83 +757,80 @@ class _FusedNetwork(nn.Module):
             with ``split_item_parts``, ``profile_collaborative``, ``profile_content``,
             ``history_collaborative``, ``history_content`` instead of ``profile`` and ``history``).
         """
-        gate, profile_vector, history_vector, item_item = self.user_parts(profile, items, offsets, n_history,
-                                                                          statistics)
-        collaborative, content_vectors, popularity = self.item_parts(content, id_mask, index)
-        n_catalogue = collaborative.shape[0]
-        n_new = 0 if new_item_content is None else new_item_content.shape[0]
-        if n_new:
+        gate, profile_vector, history_vector = self.user_parts(profile, items, offsets, n_history, statistics)
+        collaborative, content_vectors = self.item_parts(content, id_mask, index)
+        if new_item_content is not None and new_item_content.shape[0]:
             if reference is None:
-                reference = torch.arange(n_catalogue, device=collaborative.device)
-            new_content_vectors, new_popularity = self.new_item_parts(new_item_content)
+                reference = torch.arange(collaborative.shape[0], device=collaborative.device)
+            new_content_vectors, _ = self.new_item_parts(new_item_content)
             collaborative = torch.cat([collaborative, torch.zeros_like(new_content_vectors)])
             content_vectors = torch.cat([content_vectors, new_content_vectors])
-            popularity = torch.cat([popularity, new_popularity])
-
-        def mean_and_spread(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return _mean_and_spread(raw if reference is None else raw[:, reference])
-
-        def standardise(raw: torch.Tensor, mask: torch.Tensor | None = None, name: str = "") -> torch.Tensor:
-            """``(raw - mean) / spread`` per person, times ``mask`` (per item) if given."""
-            if reference is None and mask is None and raw.requires_grad:
-                z, mean, spread = _Standardise.apply(raw)     # closed-form gradient (training)
-            else:
-                mean, spread = mean_and_spread(raw)
-                scale = 1.0 / spread
-                z = torch.addcmul(-mean * scale, raw, scale)
-                if mask is not None:
-                    z.mul_(mask)
-            if statistics is not None and name:
-                statistics[f"mean_{name}"], statistics[f"spread_{name}"] = mean, spread
-            return z
-
         scores: dict[str, torch.Tensor] = {}
         for name, vector in (("profile", profile_vector), ("history", history_vector)):
             if split_item_parts:
                 parts = {"collaborative": vector @ collaborative.T, "content": vector @ content_vectors.T}
-                mean, spread = mean_and_spread(parts["collaborative"] + parts["content"])
+                mean, spread = _mean_and_spread(_columns(parts["collaborative"] + parts["content"], reference))
                 for part, raw in parts.items():
-                    centre = raw.mean(dim=1, keepdim=True) if reference is None else raw[:, reference].mean(
-                        dim=1, keepdim=True)
-                    scores[f"{name}_{part}"] = (raw - centre) / spread
+                    scores[f"{name}_{part}"] = (raw - _columns(raw, reference).mean(dim=1, keepdim=True)) / spread
             else:
-                scores[name] = standardise(vector @ (collaborative + content_vectors).T, name=name)
+                scores[name] = _standardised(vector @ (collaborative + content_vectors).T, reference,
+                                             statistics=statistics, name=name)
             if statistics is not None:
                 statistics[f"{name}_vector"] = vector
-        n, n_scored = profile.shape[0], collaborative.shape[0]
+        if fixed is None:
+            fixed = self.fixed_scores(items, n_history, neighbour_scores, content, id_mask, index, reference,
+                                      new_item_content, statistics)
+        scores.update(fixed)
+        return torch.stack([gate, self.cold_gate(gate)], dim=1), scores
+
+    def fixed_scores(self, items: torch.Tensor, n_history: torch.Tensor, neighbour_scores: torch.Tensor | None,
+                     content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,
+                     reference: torch.Tensor | None = None, new_item_content: torch.Tensor | None = None,
+                     statistics: dict | None = None) -> dict[str, torch.Tensor]:
+        """Standardised scores (n, c [+ m]) of the sources without trainable weights: ``item_item``,
+        ``content_similarity``, ``similar_people`` and ``popularity`` (a broadcast row); the
+        arguments as in :meth:`source_scores`.
+
+        They depend only on the history, the profile and the id mask, so training computes them in
+        the batch thread, beside the network's step (:meth:`FusedRecommender._step_inputs`).
+        """
+        n, n_scored = n_history.shape[0], id_mask.shape[0]
+        n_new = 0 if new_item_content is None else new_item_content.shape[0]
+        if n_new and reference is None:
+            reference = torch.arange(n_scored, device=id_mask.device)
+        zeros = id_mask.new_zeros(n, n_scored + n_new)
         # Item-item and similar-people scores come from interactions: about an item without an
         # id vector (new, or id-dropped in training, which must look new) they know nothing, so
         # it gets their average score (0 after standardising), not that of an item nobody picked.
         known = id_mask if not n_new else torch.cat([id_mask, id_mask.new_zeros(n_new)])
-        if item_item is not None:
-            raw = self.expand_item_item(item_item, index)
+        scores: dict[str, torch.Tensor] = {"item_item": zeros, "content_similarity": zeros, "similar_people": zeros}
+        if self.n_item_item:
+            raw = self.item_item_scores(items, n_history, index)
             if n_new:
                 raw = torch.cat([raw, raw.new_zeros(n, n_new)], dim=1)
-            scores["item_item"] = standardise(raw, known)
-        else:
-            scores["item_item"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
+            scores["item_item"] = _standardised(raw, reference, known)
         if self.n_content_neighbours:
             raw = self.content_similarity_scores(items, n_history, index)
             if n_new:
                 raw = torch.cat([raw, self.new_item_content_similarity(items, n_history, content,
                                                                         new_item_content)], dim=1)
-            scores["content_similarity"] = standardise(raw, name="content_similarity")
-        else:
-            scores["content_similarity"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
+            scores["content_similarity"] = _standardised(raw, reference, statistics=statistics,
+                                                         name="content_similarity")
         if self.similar_people and neighbour_scores is not None:
             # Already restricted to ``index`` by the caller when it has as many columns.
             raw = neighbour_scores if index is None or neighbour_scores.shape[1] == index.shape[0] \
                 else neighbour_scores[:, index]
             if n_new:
                 raw = torch.cat([raw, raw.new_zeros(n, n_new)], dim=1)
-            scores["similar_people"] = standardise(raw, known)
-        else:
-            scores["similar_people"] = torch.zeros(n, n_scored, device=profile.device, dtype=profile.dtype)
-        mean, spread = mean_and_spread(popularity[None, :])
+            scores["similar_people"] = _standardised(raw, reference, known)
+        popularity = self.item_popularity(content, id_mask, index)
+        if n_new:
+            popularity = torch.cat([popularity, self.new_item_parts(new_item_content)[1]])
+        mean, spread = _mean_and_spread(_columns(popularity[None, :], reference))
         if statistics is not None:
             statistics["mean_popularity"], statistics["spread_popularity"] = mean, spread
         scores["popularity"] = ((popularity[None, :] - mean) / spread).expand(n, -1)
-        return torch.stack([gate, self.cold_gate(gate)], dim=1), scores
+        return scores
 
     def fuse(self, gate: torch.Tensor, scores: Mapping[str, torch.Tensor], id_mask: torch.Tensor,
              n_new: int = 0) -> torch.Tensor:
@@ -818,10 +858,11 @@ class _FusedNetwork(nn.Module):
     def logits(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor, n_history: torch.Tensor,
                neighbour_scores: torch.Tensor | None, content: torch.Tensor | None, id_mask: torch.Tensor,
                index: torch.Tensor | None = None, reference: torch.Tensor | None = None,
-               new_item_content: torch.Tensor | None = None) -> torch.Tensor:
+               new_item_content: torch.Tensor | None = None, fixed: Mapping[str, torch.Tensor] | None = None
+               ) -> torch.Tensor:
         """Scores (n, n_items), or (n, len(index)) for the items ``index`` only (then the new items, if any)."""
         gate, scores = self.source_scores(profile, items, offsets, n_history, neighbour_scores, content, id_mask,
-                                          index, reference, new_item_content=new_item_content)
+                                          index, reference, new_item_content=new_item_content, fixed=fixed)
         n_new = 0 if new_item_content is None else new_item_content.shape[0]
         return self.fuse(gate, scores, id_mask, n_new)
 
@@ -958,6 +999,9 @@ class _Prepared:
     last_time: np.ndarray | None     # float64 (n_users,) latest training interaction
     validation: dict
     n_validation_users: int
+    # Each validation set's fixed-source scores per scoring chunk, kept from the first epoch's
+    # validation for the next ones (see FusedRecommender._validate).
+    validation_fixed: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, dataset: Dataset, threshold: float | None, low_rating_weight: float, share: float,
@@ -1112,11 +1156,28 @@ class _Prepared:
 
 @dataclass
 class _StepInput:
-    """Everything numpy prepares for one training step (see :meth:`FusedRecommender._step_inputs`)."""
+    """Everything the batch thread prepares for one training step (see :meth:`FusedRecommender._step_inputs`).
 
-    batch: _Batch
-    neighbour_scores: np.ndarray | None             # (n, n_items) or (n, len(candidates))
-    candidates: tuple | None                        # of the sampled softmax, see _Prepared.sample_candidates
+    Tensors on the training device; ``c`` is the number of items scored (the catalogue, or the
+    candidates of a sampled softmax).
+    """
+
+    users: np.ndarray                 # (n,) training index of each person
+    n_learning: int                   # people with a positive target weight
+    profile: torch.Tensor             # (n, n_static + n_behaviour)
+    items: torch.Tensor               # (nnz,) shown history items, grouped by person
+    offsets: torch.Tensor             # (n,)
+    n_history: torch.Tensor           # (n,) float
+    target_rows: torch.Tensor         # (n_targets,)
+    target_columns: torch.Tensor      # (n_targets,) columns among the scored items
+    target_weights: torch.Tensor      # (n_targets,)
+    user_weight: torch.Tensor         # (n,) total target weight per person
+    id_mask: torch.Tensor             # (c,) 0 for items without interactions and this step's id-dropped ones
+    content: torch.Tensor | None      # (c, n_content) features of the scored items
+    fixed: dict[str, torch.Tensor]    # standardised scores of the sources without weights, (n, c) each
+    index: torch.Tensor | None = None       # sampled softmax: the candidate items (c,)
+    reference: torch.Tensor | None = None   # sampled softmax: the uniformly drawn candidates' columns
+    shift: torch.Tensor | None = None       # sampled softmax: the log-Q correction (c,)
 
 
 class _Prefetch:
@@ -1713,88 +1774,88 @@ class FusedRecommender(Recommender):
                 yield order[start:start + size]
 
     def _step_inputs(self, prepared: "_Prepared", rng: np.random.Generator) -> Iterator[_StepInput | None]:
-        """Endless stream of what numpy prepares for each training step (None: a batch with nothing to learn).
+        """Endless stream of what each training step needs besides the weights (None: a batch with nothing to learn).
 
-        The corrupted histories and targets, the ``similar_people`` scores and, for a sampled
-        softmax, the candidate items. Runs in the :class:`_Prefetch` thread; the only user of ``rng``
-        while training.
+        The corrupted histories and targets, the id dropout, for a sampled softmax the candidate
+        items, and the standardised scores of the sources without trainable weights (item-item,
+        content similarity, similar people, popularity): about a third of a step's arithmetic, done
+        here, beside the network's step, instead of in it. Runs in the :class:`_Prefetch` thread;
+        the only user of ``rng`` while training.
         """
+        net, device = self._net, self._device
         sampled = prepared.n_items > int(self.full_softmax_items)
         n_static = prepared.static.shape[1]
+
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(device)
+
         for users in self._user_batches(prepared, rng):
             batch = prepared.make_batch(users, self.cold_rate, self.few_shot_rate, rng)
             if batch is None:
                 yield None
                 continue
+            keep_ids = rng.random(prepared.n_items, dtype=np.float32) >= float(self.item_id_dropout)
+            id_mask = self._id_mask * tensor(keep_ids.astype(np.float32))
             candidates = (prepared.sample_candidates(batch, int(self.sampled_items), int(self.batch_size), rng)
                           if sampled else None)
             neighbour_scores = None
             if self._pool is not None:
-                neighbour_scores = self._pool.scores(
+                neighbour_scores = tensor(self._pool.scores(
                     batch.profile[:, :n_static], batch.profile[:, n_static:], batch.n_history > 0,
-                    exclude=batch.users, columns=None if candidates is None else candidates[0])
-            yield _StepInput(batch, neighbour_scores, candidates)
+                    exclude=batch.users, columns=None if candidates is None else candidates[0]))
+            items, n_history = tensor(batch.items), tensor(batch.n_history)
+            index = reference = shift = None
+            content = self._content
+            if sampled:
+                index, shift, target_columns, reference = (tensor(array) for array in candidates)
+                content = None if content is None else content[index]
+                id_mask = id_mask[index]
+            else:
+                target_columns = tensor(batch.target_items)
+            with torch.no_grad():
+                fixed = net.fixed_scores(items, n_history, neighbour_scores, content, id_mask, index, reference)
+            yield _StepInput(
+                users=batch.users, n_learning=batch.n_learning, profile=tensor(batch.profile), items=items,
+                offsets=tensor(batch.offsets), n_history=n_history, target_rows=tensor(batch.target_rows),
+                target_columns=target_columns, target_weights=tensor(batch.target_weights),
+                user_weight=tensor(batch.user_weight).clamp(min=1e-12), id_mask=id_mask, content=content,
+                fixed=fixed, index=index, reference=reference, shift=shift)
 
     def _train_epoch(self, optimizer: FusedAdamW | torch.optim.Optimizer, inputs: Iterator[_StepInput | None],
                      steps: int, generator: torch.Generator) -> float:
         """``steps`` training steps on the next entries of ``inputs``; the mean training loss."""
         net, device = self._net, self._device
-        n_items = net.n_items
         total, weight_total = 0.0, 0.0
         for _ in range(steps):
             step = next(inputs)
             if step is None:
                 continue
-            batch = step.batch
-            sampled = step.candidates is not None
-            keep_ids = torch.rand(n_items, generator=generator) >= float(self.item_id_dropout)
-            id_mask = self._id_mask * keep_ids.to(device=device, dtype=torch.float32)
-            items = torch.from_numpy(batch.items).to(device)
-            offsets = torch.from_numpy(batch.offsets).to(device)
-            n_history = torch.from_numpy(batch.n_history).to(device)
-            if sampled:
-                candidates, correction, target_columns, reference = step.candidates
-            neighbour_scores = None if step.neighbour_scores is None else \
-                torch.from_numpy(step.neighbour_scores).to(device)
-            profile = torch.from_numpy(batch.profile)
+            profile = step.profile
             if float(self.profile_dropout) > 0:
                 # Dropout on the profile features: no single attribute combination can be memorised.
                 keep = (torch.rand(profile.shape, generator=generator) >= float(self.profile_dropout)).float()
-                profile = profile * keep / (1.0 - float(self.profile_dropout))
-            profile = profile.to(device)
-            target_rows = torch.from_numpy(batch.target_rows).to(device)
-            target_weights = torch.from_numpy(batch.target_weights).to(device)
-            if sampled:
-                index = torch.from_numpy(candidates).to(device)
-                content = None if self._content is None else self._content[index]
-                gate, scores = net.source_scores(profile, items, offsets, n_history, neighbour_scores, content,
-                                                 id_mask[index], index, torch.from_numpy(reference).to(device))
-                shift = torch.from_numpy(correction).to(device)
-                target_columns = torch.from_numpy(target_columns).to(device)
-            else:
-                gate, scores = net.source_scores(profile, items, offsets, n_history, neighbour_scores,
-                                                 self._content, id_mask)
-                shift = None
-                target_columns = torch.from_numpy(batch.target_items).to(device)
-            user_weight = torch.from_numpy(batch.user_weight).to(device).clamp(min=1e-12)
+                profile = profile * keep.to(device) / (1.0 - float(self.profile_dropout))
+            gate, scores = net.source_scores(profile, step.items, step.offsets, step.n_history, None, step.content,
+                                             step.id_mask, step.index, step.reference, fixed=step.fixed)
+            user_weight = step.user_weight
 
             def likelihood(scores: torch.Tensor, scale: torch.Tensor | None = None,
                            users: torch.Tensor | None = None) -> torch.Tensor:
                 """Mean over users of the weighted multinomial log-likelihood of their targets
                 (logits ``scale * scores``)."""
-                per_user = _TargetLogLikelihood.apply(scores, scale, shift, target_rows, target_columns,
-                                                      target_weights)
+                per_user = _TargetLogLikelihood.apply(scores, scale, step.shift, step.target_rows,
+                                                      step.target_columns, step.target_weights)
                 per_user = per_user / user_weight
                 if users is None:
-                    return per_user.sum() / batch.n_learning
+                    return per_user.sum() / step.n_learning
                 return (per_user * users).sum() / users.sum().clamp(min=1.0)
 
-            fused = net.fuse(gate, scores, id_mask[index] if sampled else id_mask)
+            fused = net.fuse(gate, scores, step.id_mask)
             loss = -likelihood(fused)
             if float(self.source_loss_weight) > 0:
                 # Each tower must also rank well on its own (keeps every source a real recommender).
                 standalone = net.source_temperature
-                has_history = (n_history > 0).float() * (user_weight > 1e-9).float()
+                has_history = (step.n_history > 0).float() * (user_weight > 1e-9).float()
                 loss = loss - float(self.source_loss_weight) * (
                     likelihood(scores["profile"], standalone[:1])
                     + likelihood(scores["history"], standalone[1:], has_history))
@@ -1804,16 +1865,22 @@ class FusedRecommender(Recommender):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss.item()) * batch.n_learning
-            weight_total += batch.n_learning
+            total += float(loss.item()) * step.n_learning
+            weight_total += step.n_learning
         return total / max(weight_total, 1.0)
 
     @torch.no_grad()
     def _validate(self, prepared: "_Prepared") -> dict[str, float]:
         metrics = {}
         values = []
+        # The sources without weights score the same people the same way every epoch: kept from
+        # the first validation when they take at most VALIDATION_CACHE_FLOATS, they save half of
+        # each later one (100k interactions: 6.4 M floats, 0.18 -> 0.10 s a validation).
+        keep = prepared.n_validation_users * self._net.n_items * 3 <= VALIDATION_CACHE_FLOATS
         for kind, validation in prepared.validation.items():
-            scores = self._score_arrays(prepared.static[validation.users], validation.behaviour, validation.history)
+            fixed = prepared.validation_fixed.setdefault(kind, []) if keep else None
+            scores = self._score_arrays(prepared.static[validation.users], validation.behaviour, validation.history,
+                                        fixed)
             ndcg = _ndcg(scores, validation.history, validation.relevant)
             metrics[f"val_ndcg@{VALIDATION_K}_{kind}"] = float(np.mean(ndcg))
             values.append(metrics[f"val_ndcg@{VALIDATION_K}_{kind}"])
@@ -1844,14 +1911,26 @@ class FusedRecommender(Recommender):
                 torch.from_numpy(offsets).to(device), torch.from_numpy(n_history).to(device), neighbour_scores)
 
     @torch.no_grad()
-    def _score_arrays(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix) -> np.ndarray:
+    def _score_arrays(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix,
+                      fixed: list[dict[str, torch.Tensor]] | None = None) -> np.ndarray:
+        """Scores (n, n_items) of people described by their profile and history.
+
+        ``fixed``: a list of the fixed sources' scores per chunk of ``SCORE_BATCH`` people (see
+        :meth:`_FusedNetwork.fixed_scores`), for scoring the same people again with other weights:
+        filled when empty, used when full.
+        """
         net = self._net
         net.eval()
         out = np.empty((history.shape[0], net.n_items), dtype=np.float32)
-        for start in range(0, history.shape[0], SCORE_BATCH):
+        for chunk, start in enumerate(range(0, history.shape[0], SCORE_BATCH)):
             stop = min(start + SCORE_BATCH, history.shape[0])
-            inputs = self._inputs(static[start:stop], behaviour[start:stop], history[start:stop])
-            scores = net.logits(*inputs, self._content, self._id_mask)
+            kept = fixed is not None and chunk < len(fixed)
+            inputs = self._inputs(static[start:stop], behaviour[start:stop], history[start:stop],
+                                  neighbours=not kept)
+            if fixed is not None and not kept:
+                _, items, _, n_history, neighbour_scores = inputs
+                fixed.append(net.fixed_scores(items, n_history, neighbour_scores, self._content, self._id_mask))
+            scores = net.logits(*inputs, self._content, self._id_mask, fixed=None if fixed is None else fixed[chunk])
             out[start:stop] = scores.float().cpu().numpy()
         return out
 
@@ -1901,8 +1980,8 @@ class FusedRecommender(Recommender):
         net = self._net
         net.eval()
         profile, items, offsets, n_history, _ = self._inputs(static, behaviour, history, neighbours=False)
-        gate, profile_vector, history_vector, item_item = net.user_parts(profile, items, offsets, n_history)
-        return gate, profile_vector, history_vector, item_item, n_history
+        gate, profile_vector, history_vector = net.user_parts(profile, items, offsets, n_history)
+        return gate, profile_vector, history_vector, n_history
 
     def _resolve_people(self, static, behaviour, history, user_index):
         if user_index is not None:
@@ -2097,7 +2176,7 @@ class FusedRecommender(Recommender):
     def item_embeddings(self) -> np.ndarray:
         """Item vectors ``v_i = E_i + C(content_i)`` (new items: content only), float32 (n_items, dim)."""
         net = self._require_network()
-        collaborative, content_vectors, _ = net.item_parts(self._content, self._id_mask)
+        collaborative, content_vectors = net.item_parts(self._content, self._id_mask)
         return (collaborative + content_vectors).float().cpu().numpy()
 
     @torch.no_grad()
@@ -2136,7 +2215,7 @@ class FusedRecommender(Recommender):
         out = np.empty((history.shape[0], self._net.dim), dtype=np.float32)
         for start in range(0, history.shape[0], SCORE_BATCH):
             stop = min(start + SCORE_BATCH, history.shape[0])
-            gate, profile_vector, history_vector, _, _ = self._parts(static[start:stop], behaviour[start:stop],
+            gate, profile_vector, history_vector, _ = self._parts(static[start:stop], behaviour[start:stop],
                                                                      history[start:stop])
             out[start:stop] = (gate[:, :1] * profile_vector + gate[:, 1:2] * history_vector).float().cpu().numpy()
         return out

@@ -1,4 +1,6 @@
 """What is special about FusedRecommender (the shared contract is in test_contract.py)."""
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ import torch
 from recommender import Dataset, ModelFitError
 from recommender.analysis.coldstart import profile_form_schema
 from recommender.models import PopularityRecommender, Recommender
+from recommender.models import fused as fused_module
 from recommender.models.device import available_devices, resolve_device
 from recommender.models.fused import NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch
 from recommender.synthetic import generate
@@ -259,7 +262,7 @@ def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted,
 
     def recording(self):
         step = original(self)
-        batches.append(np.asarray(step.batch.users).copy())
+        batches.append(np.asarray(step.users).copy())
         return step
 
     monkeypatch.setattr(_Prefetch, "__next__", recording)
@@ -275,6 +278,30 @@ def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted,
     first_pass = users[:pass_length]
     assert len(np.unique(first_pass)) == pass_length
     assert set(users[pass_length:]) <= set(first_pass)
+
+
+def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, monkeypatch):
+    """Keeping the validation people's fixed-source scores between epochs is exact: with the
+    cache switched off, the same seed gives bit-identical validation histories and scores."""
+    calls = {"main thread": 0}          # the batch thread computes the training steps' own
+    original = _FusedNetwork.fixed_scores
+
+    def counted(self, *args, **kwargs):
+        calls["main thread"] += threading.current_thread() is threading.main_thread()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_FusedNetwork, "fixed_scores", counted)
+    kept = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5).fit(planted)
+    kept_calls, calls["main thread"] = calls["main thread"], 0
+    monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
+    recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5).fit(planted)
+    # Three validation sets, each one chunk: recomputed in each of the three later epochs.
+    assert calls["main thread"] - kept_calls == 3 * 3
+    assert len(kept.training_history) == 4
+    for a, b in zip(kept.training_history, recomputed.training_history):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    users = np.arange(planted.n_users)
+    np.testing.assert_array_equal(kept.score_users(users), recomputed.score_users(users))
 
 
 def test_epoch_steps_of_a_pass_or_more_train_exactly_like_full_passes(planted):

@@ -134,14 +134,16 @@ def test_target_log_likelihood_matches_log_softmax(with_scale, with_shift):
     assert torch.autograd.gradcheck(lambda *a: call(_TargetLogLikelihood.apply, *a), inputs)
 
 
-def test_target_log_likelihood_is_stable_for_large_logits():
+@pytest.mark.parametrize("scale", [None, 2.0])
+def test_target_log_likelihood_is_stable_for_large_logits(scale):
     scores = torch.tensor([[1000.0, 0.0, -1000.0]], dtype=torch.float32, requires_grad=True)
-    value = _TargetLogLikelihood.apply(scores, None, None, torch.tensor([0]), torch.tensor([1]),
-                                       torch.ones(1))
+    value = _TargetLogLikelihood.apply(scores, None if scale is None else torch.tensor([scale]), None,
+                                       torch.tensor([0]), torch.tensor([1]), torch.ones(1))
     value.sum().backward()
-    assert value.item() == pytest.approx(-1000.0)
+    factor = 1.0 if scale is None else scale
+    assert value.item() == pytest.approx(-1000.0 * factor)
     assert torch.isfinite(scores.grad).all()
-    torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0, 0.0]]) * factor)
 
 
 # ---------------------------------------------------------------------- FusedAdamW
