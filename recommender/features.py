@@ -62,6 +62,20 @@ def to_float(values) -> np.ndarray:
     return numbers
 
 
+def _mean_and_std(finite: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (1.0 when there is no spread) of finite numbers, computed on the
+    numbers divided by their largest magnitude so that values near the float64 limit (1e300) do
+    not overflow the squares (which made the deviation infinite and every scaled value 0)."""
+    if not len(finite):
+        return 0.0, 1.0
+    magnitude = float(np.max(np.abs(finite)))
+    if magnitude == 0.0:
+        return 0.0, 1.0
+    unit = finite / magnitude
+    std = float(unit.std()) * magnitude
+    return float(unit.mean()) * magnitude, std if std > 0 else 1.0
+
+
 def _cached_index(encoder, attribute: str) -> pd.Index:
     """A lookup index over a fitted list attribute, built once per encoder (kept out of to_dict)."""
     key = f"_index_{attribute}"
@@ -203,9 +217,7 @@ class NumericEncoder:
         if len(finite) and finite.min() >= 0 and np.median(finite) > 0 and finite.max() > 20 * max(np.median(finite), 1e-9):
             self.log = True
         numbers = self._numbers(values)
-        finite = numbers[np.isfinite(numbers)]
-        self.mean = float(finite.mean()) if len(finite) else 0.0
-        self.std = float(finite.std()) if len(finite) and finite.std() > 0 else 1.0
+        self.mean, self.std = _mean_and_std(numbers[np.isfinite(numbers)])
         return self
 
     @property
@@ -215,7 +227,8 @@ class NumericEncoder:
     def transform(self, values: pd.Series) -> np.ndarray:
         numbers = self._numbers(values)
         missing = np.isnan(numbers)
-        scaled = np.clip((np.nan_to_num(numbers, nan=self.mean) - self.mean) / self.std, -5, 5)
+        # x / std - mean / std: no overflow in the difference of two numbers near the float64 limit
+        scaled = np.clip(np.nan_to_num(numbers, nan=self.mean) / self.std - self.mean / self.std, -5, 5)
         return np.column_stack([scaled, missing]).astype(np.float32)
 
 
@@ -229,10 +242,8 @@ class AgeEncoder:
 
     def fit(self, values: pd.Series) -> "AgeEncoder":
         numbers = to_float(values)
-        finite = numbers[np.isfinite(numbers)]
-        std = float(finite.std()) if len(finite) else 0.0
-        self.numeric = NumericEncoder(self.column, mean=float(finite.mean()) if len(finite) else 0.0,
-                                      std=std if std > 0 else 1.0, log=False)
+        mean, std = _mean_and_std(numbers[np.isfinite(numbers)])
+        self.numeric = NumericEncoder(self.column, mean=mean, std=std, log=False)
         return self
 
     @property

@@ -5,8 +5,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.features import (BehaviourEncoder, CategoricalEncoder, MultiLabelEncoder, TableEncoder,
-                                  age_band, category_matrix)
+import warnings
+
+import pytest
+
+from recommender.features import (AgeEncoder, BehaviourEncoder, CategoricalEncoder, MultiLabelEncoder, NumericEncoder,
+                                  TableEncoder, age_band, category_matrix)
 
 
 def test_categorical_unknown_other_and_zip_prefix():
@@ -25,6 +29,20 @@ def test_multilabel_multi_hot():
     out = encoder.transform(pd.Series(["Comedy|Action", "Western", None]))
     assert encoder.names == ["genres:Action", "genres:Comedy", "genres:Drama", "genres:(unknown)"]
     assert out.tolist() == [[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("encoder", [lambda: NumericEncoder("income"), lambda: AgeEncoder("age", bucket=False)])
+def test_numbers_near_the_float_limit_keep_their_order(encoder):
+    # The squares of 1e300 overflow: the spread became infinite and every value scaled to 0.
+    values = pd.Series([1e300, -1e300, 5e307, None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # no overflow warning either
+        out = encoder().fit(values).transform(values)
+    assert np.isfinite(out).all()
+    assert out[1, 0] < out[0, 0] < out[2, 0] and out[3, 1] == 1.0
+    plain = pd.Series([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(encoder().fit(plain).transform(plain)[:, 0],
+                               (plain - plain.mean()) / plain.std(ddof=0), rtol=1e-6)
 
 
 def test_age_bands():
