@@ -12,7 +12,8 @@ from recommender.analysis.coldstart import profile_form_schema
 from recommender.models import PopularityRecommender, Recommender
 from recommender.models import fused as fused_module
 from recommender.models.device import available_devices, resolve_device
-from recommender.models.fused import NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch
+from recommender.models.fused import (NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch,
+                                      _WeightAverage)
 from recommender.synthetic import generate
 
 #: Small and fast: the planted patterns below are learnt in well under a second.
@@ -334,9 +335,11 @@ def test_a_huge_learning_rate_raises_model_fit_error_naming_it(planted):
         model.fit(planted)
 
 
-def test_nan_after_a_good_epoch_keeps_the_last_good_weights(planted, monkeypatch):
+@pytest.mark.parametrize("weight_average", [True, False])
+def test_nan_after_a_good_epoch_keeps_the_last_good_weights(planted, monkeypatch, weight_average):
     snapshots = {}
     original = _FusedNetwork.source_scores
+    validate = FusedRecommender._validate
 
     def poisoned(self, *args, **kwargs):
         gate, scores = original(self, *args, **kwargs)
@@ -344,13 +347,17 @@ def test_nan_after_a_good_epoch_keeps_the_last_good_weights(planted, monkeypatch
             scores = {name: value * float("nan") for name, value in scores.items()}
         return gate, scores
 
-    def callback(epoch, losses, metrics):
-        snapshots[epoch] = model.score_users(np.arange(5))
+    def snapshot(self, prepared):
+        # The model validated (and kept if best): the averaged weights, or the trained ones.
+        metrics = validate(self, prepared)
+        snapshots[len(snapshots) + 1] = model.score_users(np.arange(5))
+        return metrics
 
     monkeypatch.setattr(_FusedNetwork, "source_scores", poisoned)
-    model = FusedRecommender(**FAST, seed=0)
+    monkeypatch.setattr(FusedRecommender, "_validate", snapshot)
+    model = FusedRecommender(**FAST, seed=0, weight_average=weight_average)
     with pytest.raises(ModelFitError, match="epoch 2.*learning rate.*epoch 1"):
-        model.fit(planted, callback=callback)
+        model.fit(planted)
     monkeypatch.setattr(_FusedNetwork, "source_scores", original)
     np.testing.assert_array_equal(model.score_users(np.arange(5)), snapshots[1])
 
@@ -418,10 +425,53 @@ def test_explicit_ratings_fit(planted):
 @pytest.mark.parametrize("settings, message", [
     ({"dim": 0}, "dim"), ({"learning_rate": -1.0}, "learning_rate"), ({"cold_rate": 0.7, "few_shot_rate": 0.5},
                                                                        "cold_rate"),
+    ({"weight_average": "yes"}, "weight_average"),
 ])
 def test_bad_settings_are_rejected(planted, settings, message):
     with pytest.raises(ValueError, match=message):
         FusedRecommender(**settings).fit(planted)
+
+
+def test_the_weight_average_is_an_exponential_moving_average_swapped_in_and_back():
+    layer = torch.nn.Linear(3, 2)
+    frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)     # not averaged
+    average = _WeightAverage([layer.weight, layer.bias, frozen], span=3)   # weight 2 / (3 + 1) = 0.5
+    expected = [layer.weight.detach().clone(), layer.bias.detach().clone()]
+    for step in range(4):
+        with torch.no_grad():
+            layer.weight.add_(float(step + 1))
+            layer.bias.mul_(-2.0)
+        average.update()
+        expected = [0.5 * e + 0.5 * p.detach() for e, p in zip(expected, (layer.weight, layer.bias))]
+    trained = [layer.weight.detach().clone(), layer.bias.detach().clone()]
+    with pytest.raises(RuntimeError, match="inside"):
+        with average.applied():
+            torch.testing.assert_close(layer.weight.detach(), expected[0])
+            torch.testing.assert_close(layer.bias.detach(), expected[1])
+            raise RuntimeError("inside")
+    assert torch.equal(layer.weight.detach(), trained[0]) and torch.equal(layer.bias.detach(), trained[1])
+    assert len(average.params) == 2
+
+
+def test_the_kept_model_is_the_weight_average(planted, monkeypatch):
+    """Validation and the kept best model use the averaged weights, not the last step's."""
+    validated = []
+    original = FusedRecommender._validate
+
+    def recording(self, prepared):
+        validated.append({name: p.detach().clone() for name, p in self._net.named_parameters()})
+        return original(self, prepared)
+
+    monkeypatch.setattr(FusedRecommender, "_validate", recording)
+    model = FusedRecommender(**{**FAST, "max_epochs": 3, "patience": 5}, warmup_epochs=0, seed=1).fit(planted)
+    best = validated[model._config["best_epoch"] - 1]
+    for name, kept in model._net.named_parameters():
+        if name != "cold_item_gate_offset":      # moved by the calibration after training
+            torch.testing.assert_close(kept.detach(), best[name], rtol=0, atol=0)
+    # ...and those were not the trained weights: without the average, the same seed ends elsewhere.
+    plain = FusedRecommender(**{**FAST, "max_epochs": 3, "patience": 5}, warmup_epochs=0, seed=1,
+                             weight_average=False).fit(planted)
+    assert not np.allclose(model.score_users(np.arange(10)), plain.score_users(np.arange(10)))
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
