@@ -91,6 +91,7 @@ import math
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -1517,18 +1518,23 @@ class FusedRecommender(Recommender):
         logger.info("fused: prepared %d training users, %d validation users, item-item over %d items (%.1fs)",
                     len(prepared.train_users), prepared.n_validation_users, len(item_item_items),
                     time.perf_counter() - started)
-        with self._thread_limit(device, dataset.n_items):
-            self._train(prepared, rng, generator, callback)
         # Training and calibration counted popularity and fitted the item-item weights without the
         # validation people (they must stay unseen); the final model uses every interaction, as the
         # popularity and EASE baselines do: its popularity source ranks items exactly like the
         # popularity baseline, and the item-item weights are refitted (same items, same penalty).
+        # The refit needs nothing from training, so a second thread does it meanwhile.
+        with self._thread_limit(device, dataset.n_items), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="recolens-ease") as background:
+            refit = None
+            if len(item_item_items) and prepared.n_validation_users:
+                refit = background.submit(_ease, _binary(dataset.matrix), item_item_items, regularisation,
+                                          self._ease_device(device))
+            self._train(prepared, rng, generator, callback)
+            if refit is not None:
+                net.item_item_weights.copy_(refit.result().to(device))
         counts = np.bincount(dataset.item_index, minlength=dataset.n_items)
         known = prepared.item_counts > 0
         net.log_popularity.copy_(torch.from_numpy(np.where(known, np.log1p(counts), 0.0).astype(np.float32)))
-        if len(item_item_items) and prepared.n_validation_users:
-            net.item_item_weights.copy_(_ease(_binary(dataset.matrix), item_item_items, regularisation,
-                                              self._ease_device(device)).to(device))
         self._config.update(best_epoch=self._best_epoch, epochs_trained=len(self._history))
 
     @contextmanager
