@@ -73,7 +73,9 @@ their own, which keeps each source a meaningful recommender -- and measurably im
 fused model for new people. Early stopping on NDCG@10 of a validation split carved from the
 training data: known users with 20 % of their items hidden, plus held-out users scored as new
 people with none or their first three items revealed (like the ``warm``, ``cold_user`` and
-``few_shot`` protocols of :mod:`recommender.evaluation`); the best weights are kept.
+``few_shot`` protocols of :mod:`recommender.evaluation`). What is validated, and kept when best,
+is an exponential moving average of the weights over about an epoch (``weight_average``): a
+single step's weights score validation noisily, and early stopping on noise picks bad epochs.
 
 Explicit ratings: every rated item is part of a person's history (a 2-star review still says
 what the person looked at), but as a *target* an item rated below the relevance threshold
