@@ -191,7 +191,7 @@ def fused_settings() -> dict:
         early = cells[2].checkbox("Stop early", value=True, key="fused_early_stop",
                                   help=f"Stop when validation NDCG has not improved for {FUSED_DEFAULTS.patience} "
                                   f"epochs (watched from epoch {FUSED_DEFAULTS.warmup_epochs + 1}); the best "
-                                  "epoch's model is kept.")
+                                  "epoch's model (its weights averaged over that epoch's steps) is kept.")
     settings = {"max_epochs": int(epochs), "dim": int(dim), "learning_rate": float(learning_rate), "seed": int(seed),
                 "device": device}
     if not early:
