@@ -572,19 +572,20 @@ class _FusedNetwork(nn.Module):
         """Popularity prior (n,) of every item (or of ``index``): log training frequency, or predicted
         from content where ``id_mask`` is 0."""
         log_popularity = self.log_popularity if index is None else self.log_popularity[index]
+        return id_mask * log_popularity + (1 - id_mask) * self.predicted_popularity(content, len(id_mask))
+
+    def predicted_popularity(self, content: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Popularity (n,) predicted from the content of ``n`` items (zeros without item features)."""
         if self.n_content:
-            predicted = content @ self.content_popularity_weight + self.content_popularity_bias
-        else:
-            predicted = torch.zeros_like(log_popularity)
-        return id_mask * log_popularity + (1 - id_mask) * predicted
+            return content @ self.content_popularity_weight + self.content_popularity_bias
+        return self.log_popularity.new_zeros(n)
 
     def new_item_parts(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Content vectors (m, dim) and predicted popularity (m,) of brand-new items described by ``content``."""
-        if self.n_content:
-            vectors = self.content_out(torch.relu(self.content_hidden(content)))
-            return vectors, content @ self.content_popularity_weight + self.content_popularity_bias
         m = content.shape[0]
-        return content.new_zeros(m, self.dim), content.new_zeros(m)
+        vectors = self.content_out(torch.relu(self.content_hidden(content))) if self.n_content else \
+            content.new_zeros(m, self.dim)
+        return vectors, self.predicted_popularity(content, m)
 
     # -- user side --------------------------------------------------------------
     def user_parts(self, profile: torch.Tensor, items: torch.Tensor, offsets: torch.Tensor,
@@ -804,12 +805,11 @@ class _FusedNetwork(nn.Module):
         n_new = 0 if new_item_content is None else new_item_content.shape[0]
         if n_new and reference is None:
             reference = torch.arange(n_scored, device=id_mask.device)
-        zeros = id_mask.new_zeros(n, n_scored + n_new)
         # Item-item and similar-people scores come from interactions: about an item without an
         # id vector (new, or id-dropped in training, which must look new) they know nothing, so
         # it gets their average score (0 after standardising), not that of an item nobody picked.
         known = id_mask if not n_new else torch.cat([id_mask, id_mask.new_zeros(n_new)])
-        scores: dict[str, torch.Tensor] = {"item_item": zeros, "content_similarity": zeros, "similar_people": zeros}
+        scores: dict[str, torch.Tensor] = {}
         if self.n_item_item:
             raw = self.item_item_scores(items, n_history, index)
             if n_new:
@@ -831,11 +831,14 @@ class _FusedNetwork(nn.Module):
             scores["similar_people"] = _standardised(raw, reference, known)
         popularity = self.item_popularity(content, id_mask, index)
         if n_new:
-            popularity = torch.cat([popularity, self.new_item_parts(new_item_content)[1]])
+            popularity = torch.cat([popularity, self.predicted_popularity(new_item_content, n_new)])
         mean, spread = _mean_and_spread(_columns(popularity[None, :], reference))
         if statistics is not None:
             statistics["mean_popularity"], statistics["spread_popularity"] = mean, spread
         scores["popularity"] = ((popularity[None, :] - mean) / spread).expand(n, -1)
+        missing = [source for source in SOURCES[2:] if source not in scores]
+        if missing:   # one shared zero tensor for the sources this model or these people lack
+            scores.update(dict.fromkeys(missing, id_mask.new_zeros(n, n_scored + n_new)))
         return scores
 
     def fuse(self, gate: torch.Tensor, scores: Mapping[str, torch.Tensor], id_mask: torch.Tensor,
