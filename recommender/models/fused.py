@@ -1685,7 +1685,8 @@ class FusedRecommender(Recommender):
         net.cold_item_gate_offset.data[SOURCES.index("content_similarity")] += NEW_ITEM_CONTENT_SIMILARITY_OFFSET
         position = SOURCES.index("popularity")
 
-        candidates = {kind: self._calibration_candidates(prepared.static[entry.users], entry)
+        candidates = {kind: self._calibration_candidates(prepared.static[entry.users], entry,
+                                                         prepared.validation_fixed.get(kind))
                       for kind, entry in prepared.validation.items()}
 
         def ndcg(kinds: tuple[str, ...]) -> float:
@@ -1735,6 +1736,7 @@ class FusedRecommender(Recommender):
 
     @torch.no_grad()
     def _calibration_candidates(self, static: np.ndarray, entry: "_Validation",
+                                fixed: list[dict[str, torch.Tensor]] | None = None,
                                 per_source: int = CALIBRATION_CANDIDATES) -> dict:
         """What the gate calibration needs to rescore validation people cheaply under other gate offsets.
 
@@ -1744,8 +1746,13 @@ class FusedRecommender(Recommender):
         value as a bound. An item outside the candidates scores at most ``T * g . bound``; when
         the 10th best candidate beats that, the candidates' top 10 is the catalogue's top 10
         exactly (:meth:`_candidate_ndcg` checks it per person and rescores the others fully).
+
+        ``fixed``: the fixed sources' scores that validation kept for these people (per chunk of
+        ``SCORE_BATCH``, see :meth:`_validate`), used instead of scoring them again when complete.
         """
         net, device = self._net, self._device
+        if fixed is not None and len(fixed) * SCORE_BATCH < len(entry.users):
+            fixed = None
         width = min(int(per_source), net.n_items)
         # Items without interactions are scored with the new-item gate, whose bound leans on the
         # heavy-tailed content similarity and rarely proves a top 10 exact: when they are few, all
@@ -1753,12 +1760,17 @@ class FusedRecommender(Recommender):
         cold_items = torch.nonzero(self._id_mask == 0).squeeze(1)
         cold_complete = len(cold_items) <= width * len(SOURCES)
         parts: list[dict] = []
-        for start in range(0, len(entry.users), CALIBRATION_BATCH):
-            stop = min(start + CALIBRATION_BATCH, len(entry.users))
+        # Batches never straddle two of validation's kept chunks.
+        starts = sorted({*range(0, len(entry.users), CALIBRATION_BATCH), *range(0, len(entry.users), SCORE_BATCH)})
+        for start, stop in zip(starts, starts[1:] + [len(entry.users)]):
             statistics: dict = {}
+            kept = None
+            if fixed is not None:
+                chunk, offset = divmod(start, SCORE_BATCH)
+                kept = {name: value[offset:offset + stop - start] for name, value in fixed[chunk].items()}
             _, scores = net.source_scores(*self._inputs(static[start:stop], entry.behaviour[start:stop],
-                                                        entry.history[start:stop]),
-                                          self._content, self._id_mask, statistics=statistics)
+                                                        entry.history[start:stop], neighbours=kept is None),
+                                          self._content, self._id_mask, statistics=statistics, fixed=kept)
             z = torch.stack([scores[source] for source in SOURCES], dim=1)              # (b, S, n_items)
             seen = torch.from_numpy(entry.history[start:stop].toarray() > 0).to(device)
             top = z.masked_fill(seen[:, None, :], float("-inf")).topk(width, dim=2)

@@ -282,8 +282,9 @@ def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted,
 
 
 def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, monkeypatch):
-    """Keeping the validation people's fixed-source scores between epochs is exact: with the
-    cache switched off, the same seed gives bit-identical validation histories and scores."""
+    """Keeping the validation people's fixed-source scores between epochs (and for the gate
+    calibration) is exact: with the cache switched off, the same seed gives bit-identical
+    validation histories, calibrated offsets and scores."""
     calls = {"main thread": 0}          # the batch thread computes the training steps' own
     original = _FusedNetwork.fixed_scores
 
@@ -296,11 +297,27 @@ def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, m
     kept_calls, calls["main thread"] = calls["main thread"], 0
     monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
     recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5).fit(planted)
-    # Three validation sets, each one chunk: recomputed in each of the three later epochs.
-    assert calls["main thread"] - kept_calls == 3 * 3
+    # Three validation sets, each one chunk: recomputed in each of the three later epochs, and
+    # once more by the gate calibration.
+    assert calls["main thread"] - kept_calls == 3 * 3 + 3
     assert len(kept.training_history) == 4
     for a, b in zip(kept.training_history, recomputed.training_history):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    assert kept._config == recomputed._config
+    users = np.arange(planted.n_users)
+    np.testing.assert_array_equal(kept.score_users(users), recomputed.score_users(users))
+
+
+def test_the_calibration_reads_kept_scores_across_uneven_chunks(planted, monkeypatch):
+    """Validation keeps its scores per SCORE_BATCH people and the calibration reads them in batches of
+    CALIBRATION_BATCH; with sizes that do not divide each other the result is still that without the cache."""
+    monkeypatch.setattr(fused_module, "SCORE_BATCH", 5)
+    monkeypatch.setattr(fused_module, "CALIBRATION_BATCH", 3)
+    settings = {**FAST, "max_epochs": 3, "warmup_epochs": 0}
+    kept = FusedRecommender(**settings, seed=5).fit(planted)
+    monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
+    recomputed = FusedRecommender(**settings, seed=5).fit(planted)
+    assert kept._config == recomputed._config
     users = np.arange(planted.n_users)
     np.testing.assert_array_equal(kept.score_users(users), recomputed.score_users(users))
 
