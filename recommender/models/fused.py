@@ -93,6 +93,7 @@ import math
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -148,6 +149,13 @@ CALIBRATION_CANDIDATES = 50
 CALIBRATION_BATCH = 256
 #: Most floats that keeping the validation people's fixed-source scores between epochs may take.
 VALIDATION_CACHE_FLOATS = 16_000_000
+#: Item features at most this dense (share of non-zero values) go through the content tower's
+#: first layer as a sparse (CSR) matrix on the CPU, forward and backward. One-hot categories,
+#: brands and tags are sparse: the 100k benchmark's 2,000 x 123 features are 4.6 % non-zero, and
+#: their first layer took 2.3 instead of 5.3 ms a step (8 % of the whole step). The sparse
+#: product wins by 2x at 5 % on 123 and 300 features, by 2x and 1.15x at 10 %, and loses at 20 %
+#: on 300 (measured on this 2-core CPU).
+SPARSE_CONTENT_DENSITY = 0.08
 #: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in
 #: effect). None is negative: the gate learnt on training people already trusts the profile more than
 #: strangers warrant, and on ~125 validation people a "trust it even more" offset won on noise (second
@@ -451,6 +459,31 @@ class _TargetLogLikelihood(torch.autograd.Function):
         return grad_scores if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None
 
 
+def _csr_and_transpose(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``matrix`` and its transpose as sparse CSR tensors (what :class:`_SparseLinear` multiplies)."""
+    # torch calls its sparse CSR tensors beta; the two products used here (addmm, CSR @ dense) are
+    # checked against the dense layer in tests/models/test_fused_autograd.py.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support", category=UserWarning)
+        return matrix.to_sparse_csr(), matrix.T.to_sparse_csr()
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``features @ weight.T + bias`` for a fixed sparse (CSR) ``features`` matrix: ``nn.Linear``'s value,
+    with the weight's gradient ``(features.T @ grad).T`` from the transpose's CSR form (``transposed``),
+    so neither pass touches the zeros. No gradient for the features (they are data)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor,
+                transposed: torch.Tensor) -> torch.Tensor:
+        ctx.transposed = transposed
+        return torch.sparse.addmm(bias.expand(features.shape[0], -1), features, weight.T)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (ctx.transposed @ grad).T, grad.sum(dim=0), None, None
+
+
 def _init_linear(layer: nn.Linear, generator: torch.Generator, gain: float = 1.0) -> nn.Linear:
     with torch.no_grad():
         nn.init.xavier_uniform_(layer.weight, gain=gain, generator=generator)
@@ -520,6 +553,8 @@ class _FusedNetwork(nn.Module):
         self.item_embedding = _normal((n_items, dim), 0.01, generator)
         self.register_buffer("log_popularity", torch.zeros(n_items))
         self.n_content = n_content
+        # The catalogue's content matrix and its CSR forms, when sparse (see use_sparse_content).
+        self._sparse_content: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if n_content:
             self.content_hidden = _linear(n_content, hidden, generator, gain=math.sqrt(2))
             self.content_out = _linear(hidden, dim, generator)
@@ -548,6 +583,28 @@ class _FusedNetwork(nn.Module):
         return torch.exp(self.log_source_temperature)
 
     # -- item side --------------------------------------------------------------
+    def use_sparse_content(self, content: torch.Tensor | None) -> bool:
+        """Give the content tower this content matrix (the catalogue's) in CSR form when it is sparse.
+
+        At most ``SPARSE_CONTENT_DENSITY`` non-zero and on the CPU (dense products are fast on a
+        GPU, and MPS has no sparse CSR), the first layer then multiplies the CSR matrix whenever
+        :meth:`item_parts` is given this very tensor; the same values up to rounding. Whether it did.
+        """
+        self._sparse_content = None
+        if content is None or not self.n_content or content.device.type != "cpu" or not content.numel():
+            return False
+        if int(torch.count_nonzero(content)) > SPARSE_CONTENT_DENSITY * content.numel():
+            return False
+        self._sparse_content = (content, *_csr_and_transpose(content))
+        return True
+
+    def _content_hidden(self, content: torch.Tensor) -> torch.Tensor:
+        """The content tower's first layer (before its activation)."""
+        sparse = self._sparse_content
+        if sparse is not None and content is sparse[0]:
+            return _SparseLinear.apply(self.content_hidden.weight, self.content_hidden.bias, sparse[1], sparse[2])
+        return self.content_hidden(content)
+
     def item_parts(self, content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Collaborative and content vectors of every item (or of ``index``).
@@ -562,7 +619,7 @@ class _FusedNetwork(nn.Module):
         embedding = self.item_embedding if index is None else self.item_embedding[index]
         collaborative = embedding * id_mask[:, None]
         if self.n_content:
-            content_vectors = self.content_out(torch.relu(self.content_hidden(content)))
+            content_vectors = self.content_out(torch.relu(self._content_hidden(content)))
         else:
             content_vectors = torch.zeros_like(collaborative)
         return collaborative, content_vectors
@@ -1514,6 +1571,7 @@ class FusedRecommender(Recommender):
             net.content_popularity_weight.copy_(torch.from_numpy(weight))
             net.content_popularity_bias.fill_(bias)
         net.to(device)
+        net.use_sparse_content(content)
         self._net, self._id_mask, self._content = net, id_mask, content
         self._config = {"version": 2, "n_items": dataset.n_items, "n_static": dataset.user_features.shape[1],
                         "n_behaviour": dataset.behaviour_features.shape[1],
@@ -2434,6 +2492,7 @@ class FusedRecommender(Recommender):
         self._id_mask = torch.from_numpy(id_mask.astype(np.float32)).to(device)
         self._content = (torch.from_numpy(dataset.item_features).to(device)
                          if dataset.item_features.shape[1] else None)
+        self._net.use_sparse_content(self._content)
         self._config = dict(config)
         self._history = []
         self._new_item_cache = None

@@ -1,6 +1,6 @@
 """The fused model's hand-written gradients and its optimizer, against PyTorch's own.
 
-``_Standardise``, ``_Mix`` and ``_TargetLogLikelihood`` replace chains of autograd operations
+``_Standardise``, ``_Mix``, ``_TargetLogLikelihood`` and ``_SparseLinear`` replace chains of autograd operations
 (for speed: fewer full-size passes per training step); each must give the same values and
 gradients as the chain it replaces, checked here on random inputs in float64 (values, and
 gradients of a random linear function of the output) and by ``torch.autograd.gradcheck`` (finite
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from recommender.models.fused import FusedRecommender, _Mix, _Standardise, _TargetLogLikelihood
+from recommender.models import fused as fused_module
+from recommender.models.fused import (FusedRecommender, _csr_and_transpose, _FusedNetwork, _Mix, _SparseLinear,
+                                     _Standardise, _TargetLogLikelihood)
 from recommender.models.optimizer import FusedAdamW, adamw
 
 
@@ -144,6 +146,75 @@ def test_target_log_likelihood_is_stable_for_large_logits(scale):
     assert value.item() == pytest.approx(-1000.0 * factor)
     assert torch.isfinite(scores.grad).all()
     torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0, 0.0]]) * factor)
+
+
+# ---------------------------------------------------------------------- _SparseLinear
+def _sparse_features(n_rows, n_columns, density, seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(n_rows, n_columns, dtype=dtype, generator=generator)
+    return values * (torch.rand(n_rows, n_columns, dtype=dtype, generator=generator) < density)
+
+
+@pytest.mark.parametrize("shape", [(12, 7), (1, 5), (30, 40)])
+def test_sparse_linear_matches_the_dense_layer(shape):
+    features = _sparse_features(*shape, density=0.2)
+    features[0] = 0.0                                   # a row without any feature
+    weight, bias = _random(3, shape[1], seed=2), _random(3, seed=3)
+    csr, transposed = _csr_and_transpose(features)
+    _same_values_and_gradients(lambda w, b: _SparseLinear.apply(w, b, csr, transposed),
+                               lambda w, b: torch.nn.functional.linear(features, w, b), (weight, bias))
+    assert torch.autograd.gradcheck(lambda w, b: _SparseLinear.apply(w, b, csr, transposed), (weight, bias))
+
+
+def _content_net(n_items, n_content):
+    return _FusedNetwork(n_items=n_items, n_static=2, n_behaviour=1, n_content=n_content, dim=4, hidden=6,
+                         gate_hidden=3, n_item_item=0, generator=torch.Generator().manual_seed(0))
+
+
+def test_sparse_content_gives_the_dense_towers_values_and_gradients():
+    net = _content_net(40, 15)
+    content = _sparse_features(40, 15, density=0.05, seed=4, dtype=torch.float32)
+    id_mask = torch.ones(40)
+    dense_vectors = net.item_parts(content, id_mask)[1]
+    dense_grad = torch.autograd.grad(dense_vectors.square().sum(), net.content_hidden.weight)[0]
+    assert net.use_sparse_content(content)
+    sparse_vectors = net.item_parts(content, id_mask)[1]
+    sparse_grad = torch.autograd.grad(sparse_vectors.square().sum(), net.content_hidden.weight)[0]
+    torch.testing.assert_close(sparse_vectors, dense_vectors, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sparse_grad, dense_grad, rtol=1e-5, atol=1e-6)
+    # Only for that very matrix: a sampled softmax's rows (a copy) take the dense layer.
+    calls = []
+    original = _SparseLinear.apply
+    try:
+        _SparseLinear.apply = lambda *args: calls.append(1) or original(*args)
+        net.item_parts(content[:10], id_mask[:10], torch.arange(10))
+        assert calls == []
+        net.item_parts(content, id_mask)
+        assert calls == [1]
+    finally:
+        _SparseLinear.apply = original
+
+
+def test_dense_content_keeps_the_dense_layer():
+    net = _content_net(40, 15)
+    assert not net.use_sparse_content(_sparse_features(40, 15, density=0.5, dtype=torch.float32))
+    assert not net.use_sparse_content(None)
+    assert net._sparse_content is None
+
+
+def test_a_fitted_and_a_loaded_model_use_the_sparse_content(tmp_path):
+    from recommender import Dataset
+    from recommender.synthetic import generate
+    data = generate(n_users=150, n_items=60, n_interactions=1500, seed=1)
+    dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="sparse")
+    assert np.count_nonzero(dataset.item_features) <= fused_module.SPARSE_CONTENT_DENSITY * dataset.item_features.size
+    model = FusedRecommender(dim=8, hidden=8, gate_hidden=4, max_epochs=2, seed=0).fit(dataset)
+    assert model._net._sparse_content is not None and model._net._sparse_content[0] is model._content
+    model.save(tmp_path / "bundle")
+    loaded = FusedRecommender.load(tmp_path / "bundle", dataset=dataset)
+    assert loaded._net._sparse_content is not None and loaded._net._sparse_content[0] is loaded._content
+    users = np.arange(dataset.n_users)
+    np.testing.assert_allclose(loaded.score_users(users), model.score_users(users), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- FusedAdamW
