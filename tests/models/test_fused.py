@@ -224,6 +224,29 @@ def test_a_fit_leaves_no_batch_thread_running(planted):
     assert not [t for t in threading.enumerate() if t.name == "recolens-batches"]
 
 
+def test_training_steps_run_on_one_thread_and_validation_on_torchs_own(planted, monkeypatch):
+    """With ``threads=1`` the steps share the CPU with the batch thread; validation and the gate
+    calibration, while that thread waits, get torch's thread count back, and the fit restores it."""
+    seen: dict[str, set] = {"steps": set(), "validation": set(), "calibration": set()}
+    for name, key in (("_train_epoch", "steps"), ("_validate", "validation"), ("_calibrate_gate", "calibration")):
+        original = getattr(FusedRecommender, name)
+
+        def recorded(self, *args, _original=original, _key=key):
+            seen[_key].add(torch.get_num_threads())
+            return _original(self, *args)
+
+        monkeypatch.setattr(FusedRecommender, name, recorded)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        model = FusedRecommender(**{**FAST, "max_epochs": 2}, threads=1, seed=1).fit(planted)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"steps": {1}, "validation": {3}, "calibration": {3}}
+    assert model._idle_batch_threads is None
+
+
 def test_fitting_leaves_global_random_state_alone(planted):
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
     FusedRecommender(**{**FAST, "max_epochs": 2}, seed=1).fit(planted)
