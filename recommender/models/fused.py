@@ -468,6 +468,22 @@ def _csr_and_transpose(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         return matrix.to_sparse_csr(), matrix.T.to_sparse_csr()
 
 
+class _SparseRows:
+    """A fixed dense matrix with its CSR form and its transpose's (see :class:`_SparseLinear`).
+
+    Copied and pickled as the dense matrix alone, the CSR forms rebuilt (torch cannot deep-copy a
+    CSR tensor): a deep copy of a fitted model keeps the sparse path, since ``copy.deepcopy``'s
+    memo maps the model's content matrix and this one's ``dense`` to the same copy.
+    """
+
+    def __init__(self, dense: torch.Tensor) -> None:
+        self.dense = dense
+        self.matrix, self.transposed = _csr_and_transpose(dense)
+
+    def __reduce__(self):
+        return _SparseRows, (self.dense,)
+
+
 class _SparseLinear(torch.autograd.Function):
     """``features @ weight.T + bias`` for a fixed sparse (CSR) ``features`` matrix: ``nn.Linear``'s value,
     with the weight's gradient ``(features.T @ grad).T`` from the transpose's CSR form (``transposed``),
@@ -554,7 +570,7 @@ class _FusedNetwork(nn.Module):
         self.register_buffer("log_popularity", torch.zeros(n_items))
         self.n_content = n_content
         # The catalogue's content matrix and its CSR forms, when sparse (see use_sparse_content).
-        self._sparse_content: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._sparse_content: _SparseRows | None = None
         if n_content:
             self.content_hidden = _linear(n_content, hidden, generator, gain=math.sqrt(2))
             self.content_out = _linear(hidden, dim, generator)
@@ -596,14 +612,15 @@ class _FusedNetwork(nn.Module):
             return False
         if int(torch.count_nonzero(content)) > SPARSE_CONTENT_DENSITY * content.numel():
             return False
-        self._sparse_content = (content, *_csr_and_transpose(content))
+        self._sparse_content = _SparseRows(content)
         return True
 
     def _content_hidden(self, content: torch.Tensor) -> torch.Tensor:
         """The content tower's first layer (before its activation)."""
         sparse = self._sparse_content
-        if sparse is not None and content is sparse[0]:
-            return _SparseLinear.apply(self.content_hidden.weight, self.content_hidden.bias, sparse[1], sparse[2])
+        if sparse is not None and content is sparse.dense:
+            return _SparseLinear.apply(self.content_hidden.weight, self.content_hidden.bias, sparse.matrix,
+                                       sparse.transposed)
         return self.content_hidden(content)
 
     def item_parts(self, content: torch.Tensor | None, id_mask: torch.Tensor, index: torch.Tensor | None = None,

@@ -6,6 +6,8 @@ gradients as the chain it replaces, checked here on random inputs in float64 (va
 gradients of a random linear function of the output) and by ``torch.autograd.gradcheck`` (finite
 differences). ``FusedAdamW`` must take exactly the steps of ``torch.optim.AdamW(fused=True)``.
 """
+import copy
+import pickle
 import sys
 
 import numpy as np
@@ -209,12 +211,16 @@ def test_a_fitted_and_a_loaded_model_use_the_sparse_content(tmp_path):
     dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="sparse")
     assert np.count_nonzero(dataset.item_features) <= fused_module.SPARSE_CONTENT_DENSITY * dataset.item_features.size
     model = FusedRecommender(dim=8, hidden=8, gate_hidden=4, max_epochs=2, seed=0).fit(dataset)
-    assert model._net._sparse_content is not None and model._net._sparse_content[0] is model._content
+    assert model._net._sparse_content is not None and model._net._sparse_content.dense is model._content
     model.save(tmp_path / "bundle")
     loaded = FusedRecommender.load(tmp_path / "bundle", dataset=dataset)
-    assert loaded._net._sparse_content is not None and loaded._net._sparse_content[0] is loaded._content
+    # A deep copy (torch cannot deep-copy CSR tensors themselves) and a pickle keep the sparse path too.
+    copied = copy.deepcopy(model)
+    unpickled = pickle.loads(pickle.dumps(model))
     users = np.arange(dataset.n_users)
-    np.testing.assert_allclose(loaded.score_users(users), model.score_users(users), rtol=1e-6, atol=1e-6)
+    for other in (loaded, copied, unpickled):
+        assert other._net._sparse_content is not None and other._net._sparse_content.dense is other._content
+        np.testing.assert_allclose(other.score_users(users), model.score_users(users), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- FusedAdamW
