@@ -36,12 +36,13 @@ def main() -> None:
     dataset = synthetic_dataset(args.strength, 3000, 1000, 60000, args.seed)
     split = make_split(dataset, "cold_user", seed=args.split_seed)
 
-    seen: list[np.ndarray] = []          # the calibration's per-person NDCG@10, in call order
+    seen: list[np.ndarray] = []          # the calibration's per-person NDCG@10 of people without history
     original = FusedRecommender._candidate_ndcg
 
     def recording(self, candidates):
         values = original(self, candidates)
-        seen.append(values)
+        if candidates["entry"].history.nnz == 0:
+            seen.append(values)
         return values
 
     FusedRecommender._candidate_ndcg = recording
@@ -49,7 +50,8 @@ def main() -> None:
         model = FusedRecommender().fit(split.train)
     finally:
         FusedRecommender._candidate_ndcg = original
-    validation = np.array(seen[:len(GRID)])          # the cold-user grid is searched first
+    # The new-item shift's grid (when some items lack interactions) scores them first, then the cold-user grid.
+    validation = np.array(seen[-len(GRID):])
     popularity = PopularityRecommender().fit(split.train)
     print(f"popularity baseline: test NDCG@10 {evaluate_model(popularity, split, k=10).aggregate['ndcg@10']:.4f}; "
           f"offset chosen {model._config['new_person_popularity_offset']}; "
