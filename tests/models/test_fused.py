@@ -304,6 +304,45 @@ def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted,
     assert set(users[pass_length:]) <= set(first_pass)
 
 
+def test_an_epoch_of_small_data_is_min_epoch_steps_steps_across_passes(planted, monkeypatch):
+    """On small data an epoch is ``min_epoch_steps`` steps, more than one pass (the passes stay
+    whole shuffled passes across epochs), the weight average spans it, and ``epoch_steps`` still
+    caps it."""
+    batches: list[np.ndarray] = []
+    original = _Prefetch.__next__
+
+    def recording(self):
+        step = original(self)
+        batches.append(np.asarray(step.users).copy())
+        return step
+
+    monkeypatch.setattr(_Prefetch, "__next__", recording)
+    spans = []
+    original_average = _WeightAverage.__init__
+
+    def recording_average(self, params, span):
+        spans.append(span)
+        original_average(self, params, span)
+
+    monkeypatch.setattr(_WeightAverage, "__init__", recording_average)
+    ends = []
+    settings = {**FAST, "max_epochs": 3, "patience": 10, "batch_size": 64}
+    FusedRecommender(**settings, min_epoch_steps=10, seed=0).fit(
+        planted, callback=lambda epoch, losses, metrics: ends.append(len(batches)))
+    assert ends == [10, 20, 30] and spans == [10]
+    users = np.concatenate(batches)
+    pass_length = len(np.unique(users))                 # every training user once: 4 steps of 64
+    assert pass_length <= 4 * 64 < 10 * 64
+    for start in range(0, len(users) - pass_length + 1, pass_length):
+        assert len(np.unique(users[start:start + pass_length])) == pass_length
+    batches.clear(), ends.clear(), spans.clear()
+    FusedRecommender(**settings, min_epoch_steps=10, epoch_steps=3, seed=0).fit(
+        planted, callback=lambda epoch, losses, metrics: ends.append(len(batches)))
+    assert ends == [3, 6, 9] and spans == [3]
+    with pytest.raises(ValueError, match="min_epoch_steps"):
+        FusedRecommender(min_epoch_steps=0).fit(planted)
+
+
 def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, monkeypatch):
     """Keeping the validation people's fixed-source scores between epochs (and for the gate
     calibration) is exact: with the cache switched off, the same seed gives bit-identical
