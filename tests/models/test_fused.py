@@ -278,10 +278,9 @@ def test_callback_sees_every_epoch_until_early_stopping(planted):
     assert 1 <= model._config["best_epoch"] <= len(epochs)
 
 
-def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted, monkeypatch):
-    """Large data is validated (and can stop or be cancelled) every ``epoch_steps`` steps; the
-    passes over the training users stay whole shuffled passes across epoch boundaries."""
-    batches: list[np.ndarray] = []       # the users of each step the training loop took
+def _record_step_users(monkeypatch) -> list[np.ndarray]:
+    """The users of each training step the training loop takes, in order (filled while fitting)."""
+    batches: list[np.ndarray] = []
     original = _Prefetch.__next__
 
     def recording(self):
@@ -290,6 +289,13 @@ def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted,
         return step
 
     monkeypatch.setattr(_Prefetch, "__next__", recording)
+    return batches
+
+
+def test_epoch_steps_cap_an_epoch_and_the_next_epoch_continues_the_pass(planted, monkeypatch):
+    """Large data is validated (and can stop or be cancelled) every ``epoch_steps`` steps; the
+    passes over the training users stay whole shuffled passes across epoch boundaries."""
+    batches = _record_step_users(monkeypatch)
     steps_at_epoch_end = []
     model = FusedRecommender(**{**FAST, "max_epochs": 5, "patience": 10, "batch_size": 32}, epoch_steps=2, seed=0)
     model.fit(planted, callback=lambda epoch, losses, metrics: steps_at_epoch_end.append(len(batches)))
@@ -308,15 +314,7 @@ def test_an_epoch_of_small_data_is_min_epoch_steps_steps_across_passes(planted, 
     """On small data an epoch is ``min_epoch_steps`` steps, more than one pass (the passes stay
     whole shuffled passes across epochs), the weight average spans it, and ``epoch_steps`` still
     caps it."""
-    batches: list[np.ndarray] = []
-    original = _Prefetch.__next__
-
-    def recording(self):
-        step = original(self)
-        batches.append(np.asarray(step.users).copy())
-        return step
-
-    monkeypatch.setattr(_Prefetch, "__next__", recording)
+    batches = _record_step_users(monkeypatch)
     spans = []
     original_average = _WeightAverage.__init__
 
