@@ -172,9 +172,12 @@ def fused_settings() -> dict:
     with st.expander("Advanced settings of the fused model"):
         cells = st.columns(3)
         epochs = cells[0].number_input("Epochs (at most)", min_value=1, max_value=1000, value=80, step=1,
-                                       key="fused_epochs", help="An epoch is a pass over the users, or 100 training "
-                                       "steps of 256 people on larger data (so validation, progress and Cancel "
-                                       "come often). With early stopping, training usually ends well before this.")
+                                       key="fused_epochs", help="An epoch is a pass over the users, but at least "
+                                       f"{FUSED_DEFAULTS.min_epoch_steps} and at most {FUSED_DEFAULTS.epoch_steps} "
+                                       f"training steps of {FUSED_DEFAULTS.batch_size} people (so on small data "
+                                       "there is enough training between checks, and on large data validation, "
+                                       "progress and Cancel come often). With early stopping, training usually "
+                                       "ends well before this.")
         dim = cells[1].selectbox("Embedding size", EMBEDDING_SIZES, index=EMBEDDING_SIZES.index(64),
                                  key="fused_dim", help="Length of the learned user and item vectors. Larger "
                                  "can capture more, but trains slower and needs more data.")
