@@ -1378,21 +1378,23 @@ class FusedRecommender(Recommender):
         At most this many training steps make an epoch: validation, the early-stopping check,
         the progress callback (and a cancel) follow every epoch. An epoch is one pass over the
         training users when that is shorter (up to ``epoch_steps * batch_size`` = 25,600 users
-        with the defaults, so small and medium data train exactly as with full passes); on
-        larger data an epoch is part of a pass, the next epoch continuing where it stopped, so
-        training stops as soon as validation stops improving rather than a multiple of a whole
-        pass later. None: every epoch is a full pass (or ``min_epoch_steps``).
+        with the defaults, so medium data trains exactly as with full passes; small data, see
+        ``min_epoch_steps``); on larger data an epoch is part of a pass, the next epoch continuing
+        where it stopped, so training stops as soon as validation stops improving rather than a
+        multiple of a whole pass later. None: every epoch is a full pass (or ``min_epoch_steps``).
     min_epoch_steps : int
         At least this many training steps make an epoch (capped by ``epoch_steps``): on small
         data an epoch is then more than one pass, the next epoch continuing where it stopped. The
         weight average spans about an epoch and patience counts epochs, so with one short pass
         per epoch (11 steps on 3,000 users) both were a few seconds of training: the average
         smoothed little, and noise in a few hundred validation people ended fits early. With
-        22 steps (three splits of the three quality-benchmark data sets, five protocols): sample
-        temporal NDCG@10 0.2110 -> 0.2212 (0.991 -> 1.039x EASE), weak temporal 0.1984 -> 0.2090,
-        sample few-shot 0.2851 -> 0.2976; the largest losses sample cold items 0.2443 -> 0.2395
-        and sample warm 0.2226 -> 0.2205. Fits on such data take about twice as long; data with
-        22 steps a pass or more (5,600 training users and up) train as before.
+        22 steps (three splits of the three quality-benchmark data sets, five protocols, seed 0):
+        sample temporal NDCG@10 0.2110 -> 0.2212 (0.991 -> 1.039x EASE), weak temporal 0.1984 ->
+        0.2090, sample few-shot 0.2851 -> 0.2976; the largest losses sample cold items 0.2443 ->
+        0.2395 and sample warm 0.2226 -> 0.2205; +0.032 over the 15 cells, +0.020 with seed 1
+        (11 up, 4 down). Weak-profile few-shot lost with both seeds (-0.002, -0.009), and five seeds
+        on one split came out even on average. Fits on such data take 1.65x as long; data with 22
+        steps a pass or more (5,600 training users and up) train as before.
     patience : int
         Stop after this many epochs without a better validation NDCG@10. 2 with the weight
         average (which smooths the validation curve). Without it, 3 was needed: on 15 fits of the
