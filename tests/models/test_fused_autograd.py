@@ -173,7 +173,7 @@ def _content_net(n_items, n_content):
                          gate_hidden=3, n_item_item=0, generator=torch.Generator().manual_seed(0))
 
 
-def test_sparse_content_gives_the_dense_towers_values_and_gradients():
+def test_sparse_content_gives_the_dense_towers_values_and_gradients(monkeypatch):
     net = _content_net(40, 15)
     content = _sparse_features(40, 15, density=0.05, seed=4, dtype=torch.float32)
     id_mask = torch.ones(40)
@@ -187,14 +187,11 @@ def test_sparse_content_gives_the_dense_towers_values_and_gradients():
     # Only for that very matrix: a sampled softmax's rows (a copy) take the dense layer.
     calls = []
     original = _SparseLinear.apply
-    try:
-        _SparseLinear.apply = lambda *args: calls.append(1) or original(*args)
-        net.item_parts(content[:10], id_mask[:10], torch.arange(10))
-        assert calls == []
-        net.item_parts(content, id_mask)
-        assert calls == [1]
-    finally:
-        _SparseLinear.apply = original
+    monkeypatch.setattr(_SparseLinear, "apply", lambda *args: calls.append(1) or original(*args))
+    net.item_parts(content[:10], id_mask[:10], torch.arange(10))
+    assert calls == []
+    net.item_parts(content, id_mask)
+    assert calls == [1]
 
 
 def test_dense_content_keeps_the_dense_layer():
