@@ -43,6 +43,8 @@ THIS_PAGE = "pages/6_Cold_start.py"
 TRAIN_PAGE = next(page for page in PAGES if page.path == "pages/2_Train.py")
 MODES = ("A new person", "A new item")
 BASELINES = ("popularity", "segment_popularity")
+#: A popularity gate weight from which the fused model is, in effect, popularity alone for a person.
+POPULARITY_ALONE = 0.99
 K_CHOICES = (5, 10, 20)
 #: Column widths (px) of the compact recommendation lists.
 LIST_RANK_WIDTH = 40
@@ -376,7 +378,11 @@ def segment_and_gate_sentence(result: SimulationResult, segments: SegmentResult 
         if words:
             sentence = ("For this person the model trusts " + ", ".join(words[:-1])
                         + (" and " if len(words) > 1 else "") + words[-1] + ".")
-            if not liked:
+            if not liked and result.gate.get("popularity", 0.0) >= POPULARITY_ALONE:
+                sentence += (" With no liked items, it recommends what is popular: on this data it found that a "
+                             "profile alone tells too little about a new person to beat popularity. Add a liked "
+                             "item to see it personalise.")
+            elif not liked:
                 sentence += " With no liked items, it goes by who the person is and by what is popular."
             parts.append(sentence)
     return " ".join(parts)

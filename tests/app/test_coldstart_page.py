@@ -14,7 +14,7 @@ from recommender import Dataset
 from recommender.analysis.coldstart import profile_form_schema, simulate
 from recommender.features import UNKNOWN
 from recommender.models import PopularityRecommender
-from recommender.models.fused import FusedRecommender
+from recommender.models.fused import SOURCES, FusedRecommender
 from recommender.synthetic import generate
 
 PAGE = "pages/6_Cold_start.py"
@@ -228,3 +228,20 @@ def test_the_segments_of_the_segments_page_are_reused(open_page, small_dataset, 
     assert not at.exception
     at = submit(at.switch_page(PAGE).run())
     assert "segments from the Segments page" in texts(at)
+
+
+def test_a_model_that_keeps_popularity_for_strangers_says_why(open_page, small_dataset, fused):
+    # When validation showed that profiles do not beat popularity for new people, the fused
+    # model ranks them by popularity alone; the page must not claim it goes by who they are.
+    position = SOURCES.index("popularity")
+    saved = fused._net.new_person_gate_offset.clone()
+    try:
+        fused._net.new_person_gate_offset[position] = 30.0
+        at = submit(open_page(PAGE, dataset=small_dataset, models={"fused": fused}))
+    finally:
+        fused._net.new_person_gate_offset.copy_(saved)
+    assert "the model trusts popularity 100 %" in texts(at)
+    assert "it recommends what is popular" in texts(at)
+    assert "goes by who the person is" not in texts(at)
+    at = submit(open_page(PAGE, dataset=small_dataset, models={"fused": fused}))
+    assert "goes by who the person is" in texts(at)
