@@ -192,7 +192,8 @@ def start(protocols: list[str], names: list[str], k: int, seed: int) -> None:
 # ---------------------------------------------------------------------- results
 def show_result(result: ComparisonResult, key: str) -> None:
     table = result.table
-    st.info(escape_markdown(result.summary()), icon=":material/lightbulb:")
+    labels = {name: model_label(name) for name in [*result.models, *result.errors, "popularity"]}
+    st.info(escape_markdown(result.summary(labels)), icon=":material/lightbulb:")
     for name, message in result.errors.items():
         st.error(escape_markdown(f"{model_label(name)} could not be trained: {message}"))
     if table.empty:

@@ -343,9 +343,13 @@ class ComparisonResult:
         error = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else float("inf")
         return mean, mean - 1.96 * error, mean + 1.96 * error
 
-    def summary(self) -> str:
-        """A few sentences reading the result: the best model, by how much, and for whom."""
-        return _summarise(self)
+    def summary(self, labels: Mapping[str, str] | None = None) -> str:
+        """A few sentences reading the result: the best model, by how much, and for whom.
+
+        ``labels`` maps model names to the names to print (a dashboard's display names); a name
+        without one is printed as it is. A sentence that starts with a name starts with a capital.
+        """
+        return _summarise(self, labels or {})
 
     def to_dict(self) -> dict:
         """JSON-able summary (table, timings, errors, split description); NaN becomes None."""
@@ -507,12 +511,20 @@ def _group_phrase(attribute: str, value) -> str:
     return f"users with {attribute} = {value}"
 
 
-def _summarise(result: ComparisonResult) -> str:
+def _sentence(text: str) -> str:
+    """``text`` with its first letter in upper case (a sentence may start with a model's name)."""
+    return text[:1].upper() + text[1:]
+
+
+def _summarise(result: ComparisonResult, labels: Mapping[str, str]) -> str:
+    def name(model: str) -> str:
+        return labels.get(model, model)
+
     metric = result.primary_metric
     label = metric_label(metric)
     split = result.split
     lines = []
-    failed = "; ".join(f"{name} ({message})" for name, message in result.errors.items())
+    failed = "; ".join(f"{name(model)} ({message})" for model, message in result.errors.items())
     if result.table.empty:
         return "No model could be evaluated." + (f" Training failed for: {failed}." if failed else "")
     table = result.table
@@ -522,40 +534,42 @@ def _summarise(result: ComparisonResult) -> str:
     intro = (f"On the {split.kind} protocol ({split.description}; {split.n_test_users:,} test users, "
              f"top {result.k})")
     if len(models) == 1:
-        lines.append(f"{intro}, {best} reaches {label} {value:.3f}.")
+        lines.append(f"{intro}, {name(best)} reaches {label} {value:.3f}.")
     else:
         baseline = "popularity" if "popularity" in models and best != "popularity" else models[-1]
         if best == "popularity":
-            lines.append(f"{intro}, no model beats the popularity baseline: popularity has the best {label} "
-                         f"({value:.3f}).")
+            lines.append(f"{intro}, no model beats the popularity baseline: {name('popularity')} has the best "
+                         f"{label} ({value:.3f}).")
         else:
             reference = float(table.loc[baseline, metric])
-            lines.append(f"{intro}, {best} has the best {label} ({value:.3f}, "
-                         f"{_relative(value, reference)} over {baseline}).")
-        ranking = ", ".join(f"{name} {float(table.loc[name, metric]):.3f}" for name in models)
+            lines.append(f"{intro}, {name(best)} has the best {label} ({value:.3f}, "
+                         f"{_relative(value, reference)} over {name(baseline)}).")
+        ranking = ", ".join(f"{name(model)} {float(table.loc[model, metric]):.3f}" for model in models)
         lines.append(f"Ranking by {label}: {ranking}.")
         runner_up = models[1]
         mean, low, high = result.paired_difference(best, runner_up)
         if math.isfinite(low) and math.isfinite(high):
             if low > 0:
-                lines.append(f"The lead of {best} over {runner_up} ({mean:+.3f}) is larger than the variation "
-                             f"between users (95% interval {low:+.3f} to {high:+.3f}).")
+                lines.append(f"The lead of {name(best)} over {name(runner_up)} ({mean:+.3f}) is larger than the "
+                             f"variation between users (95% interval {low:+.3f} to {high:+.3f}).")
             else:
-                lines.append(f"The lead of {best} over {runner_up} ({mean:+.3f}) is within the variation between "
-                             f"users (95% interval {low:+.3f} to {high:+.3f}): treat them as close.")
+                lines.append(f"The lead of {name(best)} over {name(runner_up)} ({mean:+.3f}) is within the "
+                             f"variation between users (95% interval {low:+.3f} to {high:+.3f}): treat them as "
+                             "close.")
         if best != baseline:
-            lines.extend(_where_it_helps(result, best, baseline, metric))
+            lines.extend(_where_it_helps(result, best, baseline, metric, name))
         coverage = table["coverage"]
         if coverage.notna().all():
-            lines.append(f"{best} recommends {coverage[best]:.0%} of the "
-                         f"{'held-out items' if split.candidate_items is not None else 'catalogue'} "
-                         f"({baseline}: {coverage[baseline]:.0%}).")
+            lines.append(_sentence(f"{name(best)} recommends {coverage[best]:.0%} of the "
+                                   f"{'held-out items' if split.candidate_items is not None else 'catalogue'} "
+                                   f"({name(baseline)}: {coverage[baseline]:.0%})."))
     if failed:
         lines.append(f"Training failed for: {failed}.")
     return " ".join(lines)
 
 
-def _where_it_helps(result: ComparisonResult, best: str, baseline: str, metric: str) -> list[str]:
+def _where_it_helps(result: ComparisonResult, best: str, baseline: str, metric: str,
+                    name: Callable[[str], str] = str) -> list[str]:
     """The groups (activity band or profile value) where ``best`` gains most and least over ``baseline``.
 
     Only groups of at least :data:`SUMMARY_GROUP_SHARE` of the test users (and the privacy
@@ -575,8 +589,8 @@ def _where_it_helps(result: ComparisonResult, best: str, baseline: str, metric: 
     gains.sort(key=lambda gain: gain[0])
     top, bottom = gains[-1], gains[0]
     if top[0] <= 0:
-        return [f"{best} does not beat {baseline} in any group of at least {floor} users."]
-    text = (f"It helps most for {_group_phrase(top[1], top[2])} ({top[0]:+.0%} over {baseline}, "
+        return [_sentence(f"{name(best)} does not beat {name(baseline)} in any group of at least {floor} users.")]
+    text = (f"It helps most for {_group_phrase(top[1], top[2])} ({top[0]:+.0%} over {name(baseline)}, "
             f"{top[3]:,} users)")
     if bottom[0] < top[0]:
         text += f" and least for {_group_phrase(bottom[1], bottom[2])} ({bottom[0]:+.0%}, {bottom[3]:,} users)"

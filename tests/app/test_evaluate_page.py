@@ -43,7 +43,9 @@ def test_a_warm_run_shows_the_table_summary_charts_and_breakdown(open_page, smal
     table = at.dataframe[0].value
     assert sorted(table["Model"]) == ["Popularity", "Segment popularity"]
     assert {"NDCG@10", "Coverage", "AvgPop", "Gini"} <= set(table.columns)
-    assert "On the warm protocol" in texts(at, "info")                 # the plain-language reading
+    reading = texts(at, "info")
+    assert "On the warm protocol" in reading                           # the plain-language reading
+    assert "Segment popularity" in reading and "segment_popularity" not in reading   # display names
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert {"bar_warm_ndcg@10", "bar_warm_coverage", "breakdown_chart_warm"} <= charts
     result = at.session_state[state.EVALUATION_KEY]
