@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Fit models on one split and print a comparison table.")
     _add_data_arguments(evaluate)
     protocols = "; ".join(f"{name}: {text}" for name, text in PROTOCOL_DESCRIPTIONS.items())
-    evaluate.add_argument("--protocol", choices=PROTOCOLS, default="warm", help=protocols)
+    # argparse formats help texts with %: the descriptions' "20%" must reach it as "20%%".
+    evaluate.add_argument("--protocol", choices=PROTOCOLS, default="warm", help=protocols.replace("%", "%%"))
     evaluate.add_argument("--k", type=_positive_int, default=10, help="list length (default 10)")
     evaluate.add_argument("--models", type=_model_names, default=None,
                           help=f"comma-separated, from: {', '.join(sorted(REGISTRY))} (default: all)")

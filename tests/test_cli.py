@@ -193,3 +193,13 @@ def test_python_dash_m_entry_point(files, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 2
     assert "bad.csv" in failed.stderr and "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["evaluate"], ["train"], ["recommend"], ["models"]])
+def test_every_command_prints_its_help(command):
+    # argparse formats help texts with %, so a help that says "20%" crashed `evaluate --help`.
+    code, out, _ = run(*command, "--help")
+    assert code == 0
+    assert out.startswith("usage:")
+    if command == ["evaluate"]:
+        assert "a random 20% of their interactions" in " ".join(out.split())
