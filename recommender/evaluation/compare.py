@@ -126,6 +126,12 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, batch_size: in
     for ``cold_item`` only the held-out items are ranked. Lists are clipped to the number
     of candidates; excluded slots are empty (``-1``) and count as misses.
 
+    Items with equal scores are ranked in a random order fixed by ``split.seed`` (the same for
+    every model), not by their position in the data: a model that cannot tell items apart --
+    every interaction-based model on new items, popularity among equally popular items --
+    would otherwise be scored on the data's id order, which often follows release date or
+    popularity (MovieLens numbers its older, better-known films first).
+
     Parameters
     ----------
     model : Recommender
@@ -160,11 +166,13 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, batch_size: in
     features = M.unit_rows(train.item_features)
     recommended = np.zeros(n_candidates, dtype=np.int64)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in metric_names(k)}
+    # top_k breaks ties by column: shuffled columns break them in this random order.
+    order = np.random.default_rng(split.seed).permutation(n_candidates)
     for start in range(0, split.n_test_users, max(int(batch_size), 1)):
         rows = slice(start, start + max(int(batch_size), 1))
         scores, exclude = _scores(model, split, rows)
-        items, top_scores = top_k(scores, k, exclude)
-        items = np.where(top_scores > -np.inf, items, -1)  # excluded or unscorable: an empty slot
+        items, top_scores = top_k(scores[:, order], k, None if exclude is None else exclude[:, order])
+        items = np.where(top_scores > -np.inf, order[items], -1)  # excluded or unscorable: an empty slot
         recommended += M.recommendation_counts(items, n_candidates)
         if candidates is not None:
             items = np.where(items >= 0, candidates[np.maximum(items, 0)], -1)

@@ -67,6 +67,24 @@ class Failing(Recommender):
         raise AssertionError("never called")
 
 
+class ItemOrder(Recommender):
+    """Scores every item by its position in the data (the first item best), or all alike (``ties``)."""
+
+    name = "item_order"
+
+    def __init__(self, ties: bool = False):
+        self.ties = ties
+
+    def _fit(self, dataset, callback):
+        self._scores = (np.zeros(dataset.n_items) if self.ties else -np.arange(dataset.n_items)).astype(np.float32)
+
+    def score_users(self, user_index):
+        return np.tile(self._scores, (len(user_index), 1))
+
+    def score_new_users(self, static, behaviour, history):
+        return np.tile(self._scores, (history.shape[0], 1))
+
+
 class Oracle(Recommender):
     """Knows the test items; puts training items (or every non-candidate) even higher."""
 
@@ -335,3 +353,26 @@ def test_every_registered_model_runs_every_protocol(small, name, protocol):
         for metric in metric_names(5)[:6]:
             assert 0 <= row[metric] <= 1
         assert len(result.per_user) == result.split.n_test_users
+
+
+@pytest.mark.parametrize("protocol", ["warm", "cold_item"])
+def test_ties_are_broken_in_a_random_order_not_by_position_in_the_data(protocol):
+    # Here the first items of the data are the popular ones (as in MovieLens, which numbers its
+    # older, better-known films first). A model that scores every item alike knows nothing and
+    # must not be credited with the data's order: ties go in a random order fixed by the split.
+    rng = np.random.default_rng(0)
+    n_users, n_items = 400, 200
+    weights = 1.0 / np.arange(1, n_items + 1)
+    rows = [(f"u{user}", f"i{item:03d}") for user in range(n_users)
+            for item in rng.choice(n_items, size=10, replace=False, p=weights / weights.sum())]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    items = pd.DataFrame({"item_id": [f"i{item:03d}" for item in range(n_items)],
+                          "genre": rng.choice(["a", "b", "c"], size=n_items)})
+    dataset = Dataset.from_frames(interactions, items=items)
+    assert list(dataset.item_ids[:3]) == ["i000", "i001", "i002"]           # data order = popularity order
+    split = make_split(dataset, protocol, seed=0)
+    by_position = evaluate_model(ItemOrder().fit(split.train), split).aggregate["ndcg@10"]
+    alike = evaluate_model(ItemOrder(ties=True).fit(split.train), split)
+    assert alike.aggregate["ndcg@10"] < 0.5 * by_position                    # 0.06x and 0.23x here
+    again = evaluate_model(ItemOrder(ties=True).fit(split.train), split)
+    pd.testing.assert_frame_equal(alike.per_user, again.per_user)             # the same order every time
