@@ -646,6 +646,55 @@ def test_a_bundle_saved_before_the_new_item_shift_loads_without_one(planted, pla
         restored._set_state(config, arrays)
 
 
+def test_short_and_long_histories_get_their_own_calibrated_gate_offsets(planted, planted_model):
+    # Histories of 1..SHORT_HISTORY items take the few-shot offsets, longer ones the warm offsets,
+    # none the new-person offsets: each changes the gate of its own people only.
+    from recommender.models.fused import SHORT_HISTORY
+    net = planted_model._net
+    position = SOURCES.index("popularity")
+    lengths = [0, 1, SHORT_HISTORY, SHORT_HISTORY + 1, SHORT_HISTORY + 3]
+    people = _people(planted, ["F"] * len(lengths))
+    history = sp.lil_matrix((len(lengths), planted.n_items), dtype=np.float32)
+    for row, length in enumerate(lengths):
+        history[row, :length] = 1.0
+    static, behaviour = people[0], people[1]
+    saved = [buffer.clone() for buffer in (net.short_history_gate_offset, net.history_gate_offset)]
+    try:
+        base = planted_model.gate_weights(static, behaviour, history.tocsr())["popularity"].to_numpy()
+        net.short_history_gate_offset[position] += 3.0
+        short = planted_model.gate_weights(static, behaviour, history.tocsr())["popularity"].to_numpy()
+        net.short_history_gate_offset.copy_(saved[0])
+        net.history_gate_offset[position] += 3.0
+        long = planted_model.gate_weights(static, behaviour, history.tocsr())["popularity"].to_numpy()
+    finally:
+        net.short_history_gate_offset.copy_(saved[0])
+        net.history_gate_offset.copy_(saved[1])
+    moved_short, moved_long = short > base + 1e-6, long > base + 1e-6
+    assert moved_short.tolist() == [False, True, True, False, False]
+    assert moved_long.tolist() == [False, False, False, True, True]
+
+
+def test_both_history_offsets_are_calibrated_recorded_and_saved(planted, planted_model, tmp_path):
+    config = planted_model._config
+    assert len(config["short_history_gate_offset"]) == len(config["history_gate_offset"]) == len(SOURCES)
+    np.testing.assert_array_equal(planted_model._net.short_history_gate_offset.numpy(),
+                                  np.array(config["short_history_gate_offset"], dtype=np.float32))
+    loaded = Recommender.load(planted_model.save(tmp_path / "offsets.recolens"))
+    np.testing.assert_array_equal(loaded._net.short_history_gate_offset.numpy(),
+                                  planted_model._net.short_history_gate_offset.numpy())
+
+
+def test_a_bundle_saved_before_short_history_offsets_gives_short_histories_the_long_ones(planted, planted_model):
+    # Before, one set of offsets served every person with a history.
+    config, arrays = planted_model._get_state()
+    arrays = {name: value for name, value in arrays.items() if name != "net.short_history_gate_offset"}
+    arrays["net.history_gate_offset"] = np.arange(len(SOURCES), dtype=np.float32) / 10
+    restored = FusedRecommender(**FAST)
+    restored.dataset = planted
+    restored._set_state(config, arrays)
+    np.testing.assert_array_equal(restored._net.short_history_gate_offset.numpy(), arrays["net.history_gate_offset"])
+
+
 def test_the_calibrated_new_item_shift_is_recorded(planted_model):
     shift = planted_model._config.get("new_item_shift")
     assert shift in NEW_ITEM_SHIFT_GRID
