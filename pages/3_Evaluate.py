@@ -192,8 +192,7 @@ def start(protocols: list[str], names: list[str], k: int, seed: int) -> None:
 # ---------------------------------------------------------------------- results
 def show_result(result: ComparisonResult, key: str) -> None:
     table = result.table
-    labels = {name: model_label(name) for name in [*result.models, *result.errors, "popularity"]}
-    st.info(escape_markdown(result.summary(labels)), icon=":material/lightbulb:")
+    st.info(escape_markdown(result.summary(model_label)), icon=":material/lightbulb:")
     for name, message in result.errors.items():
         st.error(escape_markdown(f"{model_label(name)} could not be trained: {message}"))
     if table.empty:

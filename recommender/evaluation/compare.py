@@ -96,8 +96,9 @@ def _check_model(model: Recommender, split: Split) -> None:
                          "it would leak held-out interactions. Fit it on split.train.")
 
 
-def _scores(model: Recommender, split: Split, rows: slice) -> tuple[np.ndarray, sp.csr_matrix | None]:
-    """Scores of one batch of test users (over candidates for cold items) and what to exclude."""
+def _scores(model: Recommender, split: Split, rows: slice, columns: np.ndarray
+            ) -> tuple[np.ndarray, sp.csr_matrix | None]:
+    """Scores of one batch of test users and what to exclude, both restricted to (and in the order of) ``columns``."""
     users = split.test_users[rows]
     if split.new_users:
         static, behaviour, history = split.new_user_inputs(rows)
@@ -109,9 +110,8 @@ def _scores(model: Recommender, split: Split, rows: slice) -> tuple[np.ndarray, 
     expected = (len(users), split.train.n_items)
     if scores.shape != expected:
         raise ValueError(f"{type(model).__name__} returned scores of shape {scores.shape}, expected {expected}")
-    if split.candidate_items is not None:
-        scores = scores[:, split.candidate_items]
-    scores = np.array(scores, dtype=np.float32, copy=True)
+    scores = scores[:, columns].astype(np.float32, copy=False)    # indexing copies: the model's array stays
+    exclude = None if exclude is None else exclude[:, columns]
     # A NaN score ranks last rather than at an arbitrary place.
     scores[np.isnan(scores)] = -np.inf
     return scores, exclude
@@ -168,10 +168,11 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, batch_size: in
     columns: dict[str, list[np.ndarray]] = {name: [] for name in metric_names(k)}
     # top_k breaks ties by column: shuffled columns break them in this random order.
     order = np.random.default_rng(split.seed).permutation(n_candidates)
+    ranked = order if candidates is None else candidates[order]      # the items, in that order
     for start in range(0, split.n_test_users, max(int(batch_size), 1)):
         rows = slice(start, start + max(int(batch_size), 1))
-        scores, exclude = _scores(model, split, rows)
-        items, top_scores = top_k(scores[:, order], k, None if exclude is None else exclude[:, order])
+        scores, exclude = _scores(model, split, rows, ranked)
+        items, top_scores = top_k(scores, k, exclude)
         items = np.where(top_scores > -np.inf, order[items], -1)  # excluded or unscorable: an empty slot
         recommended += M.recommendation_counts(items, n_candidates)
         if candidates is not None:
@@ -351,13 +352,14 @@ class ComparisonResult:
         error = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else float("inf")
         return mean, mean - 1.96 * error, mean + 1.96 * error
 
-    def summary(self, labels: Mapping[str, str] | None = None) -> str:
+    def summary(self, name: Callable[[str], str] = str) -> str:
         """A few sentences reading the result: the best model, by how much, and for whom.
 
-        ``labels`` maps model names to the names to print (a dashboard's display names); a name
-        without one is printed as it is. A sentence that starts with a name starts with a capital.
+        ``name`` turns a model's name into the name to print (a dashboard's display names, such
+        as ``recommender.training.model_label``). A sentence that starts with a name starts with a
+        capital.
         """
-        return _summarise(self, labels or {})
+        return _summarise(self, name)
 
     def to_dict(self) -> dict:
         """JSON-able summary (table, timings, errors, split description); NaN becomes None."""
@@ -524,10 +526,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _summarise(result: ComparisonResult, labels: Mapping[str, str]) -> str:
-    def name(model: str) -> str:
-        return labels.get(model, model)
-
+def _summarise(result: ComparisonResult, name: Callable[[str], str]) -> str:
     metric = result.primary_metric
     label = metric_label(metric)
     split = result.split
@@ -577,7 +576,7 @@ def _summarise(result: ComparisonResult, labels: Mapping[str, str]) -> str:
 
 
 def _where_it_helps(result: ComparisonResult, best: str, baseline: str, metric: str,
-                    name: Callable[[str], str] = str) -> list[str]:
+                    name: Callable[[str], str]) -> list[str]:
     """The groups (activity band or profile value) where ``best`` gains most and least over ``baseline``.
 
     Only groups of at least :data:`SUMMARY_GROUP_SHARE` of the test users (and the privacy

@@ -1497,9 +1497,8 @@ class FusedRecommender(Recommender):
 
     def __init__(self, dim: int = 64, hidden: int = 128, gate_hidden: int = 32, max_epochs: int = 80,
                  epoch_steps: int | None = 100, min_epoch_steps: int = 22, patience: int = 2, warmup_epochs: int = 2,
-                 batch_size: int = 256,
-                 learning_rate: float = 3e-3, weight_decay: float = 1e-4, cold_rate: float = 0.25,
-                 few_shot_rate: float = 0.25,
+                 batch_size: int = 256, learning_rate: float = 3e-3, weight_decay: float = 1e-4,
+                 cold_rate: float = 0.25, few_shot_rate: float = 0.25,
                  item_id_dropout: float = 0.1, low_rating_weight: float = 0.25, source_loss_weight: float = 1.0,
                  profile_dropout: float = 0.0, item_item: bool = True, item_item_penalty: float | None = None,
                  item_item_max_items: int = 4000, content_neighbours: int = 50, similar_people: int = 50,
@@ -2559,13 +2558,11 @@ class FusedRecommender(Recommender):
                             similar_people=int(config.get("similar_people", 0)) > 0,
                             generator=torch.Generator().manual_seed(0))
         state = net.state_dict()
-        missing = sorted(set(state) - {k[4:] for k in arrays if k.startswith("net.")})
         # Bundles saved before these existed: no shift; short histories had the long ones' offsets.
-        if "new_item_shift" in missing:
-            arrays = {**arrays, "net.new_item_shift": np.zeros(1, dtype=np.float32)}
-        if "short_history_gate_offset" in missing and "net.history_gate_offset" in arrays:
-            arrays = {**arrays, "net.short_history_gate_offset": np.asarray(arrays["net.history_gate_offset"])}
-        missing = [name for name in missing if name not in ("new_item_shift", "short_history_gate_offset")]
+        arrays = {"net.new_item_shift": np.zeros(1, dtype=np.float32), **arrays}
+        if "net.history_gate_offset" in arrays:
+            arrays = {"net.short_history_gate_offset": arrays["net.history_gate_offset"], **arrays}
+        missing = sorted(set(state) - {k[4:] for k in arrays if k.startswith("net.")})
         if missing:
             raise ValueError(f"the bundle lacks the weights {', '.join(missing[:5])}")
         loaded = {}

@@ -245,7 +245,7 @@ def test_summary_names_the_best_model_its_gain_and_for_whom(dataset):
     low, high = result.paired_difference("taste", "popularity")[1:]
     assert ("larger than the variation" in summary) == (low > 0)
     # With display names, sentences that start with a model's name start with a capital.
-    labelled = result.summary({"taste": "category taste", "popularity": "Popularity"})
+    labelled = result.summary({"taste": "category taste", "popularity": "Popularity"}.__getitem__)
     assert "category taste has the best NDCG@10" in labelled and "over Popularity" in labelled
     assert "Category taste recommends" in labelled
     assert "taste" not in labelled.replace("category taste", "").replace("Category taste", "")   # labels only
