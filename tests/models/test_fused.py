@@ -13,7 +13,7 @@ from recommender.models import PopularityRecommender, Recommender
 from recommender.models import fused as fused_module
 from recommender.models.device import available_devices, resolve_device
 from recommender.models.fused import (NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch,
-                                      _WeightAverage)
+                                      _Prepared, _WeightAverage)
 from recommender.synthetic import generate
 
 #: Small and fast: the planted patterns below are learnt in well under a second.
@@ -672,6 +672,25 @@ def test_short_and_long_histories_get_their_own_calibrated_gate_offsets(planted,
     moved_short, moved_long = short > base + 1e-6, long > base + 1e-6
     assert moved_short.tolist() == [False, True, True, False, False]
     assert moved_long.tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize("share, max_users, new, warm", [
+    (0.1, 1500, 28, 12),     # 24 validation users: 28 new people (12 % of 240), not 12
+    (0.5, 1500, 60, 60),     # half the share is already more than 12 %: unchanged
+    (0.1, 20, 10, 10),       # max_validation_users still bounds the validation
+])
+def test_small_data_holds_out_more_new_validation_people(planted, share, max_users, new, warm):
+    """The new-person offsets are chosen on the held-out new people; on small data half the
+    validation share is too few to choose on, so up to MIN_NEW_VALIDATION_PEOPLE (at most 12 % of
+    the users) are held out, and the known-user half keeps its size."""
+    assert planted.n_users == 240
+    prepared = _Prepared.build(planted, None, 1.0, share, max_users, np.random.default_rng(0))
+    new_people = prepared.validation["cold_user"].users
+    assert len(new_people) == new
+    assert len(prepared.validation["warm"].users) == warm
+    assert prepared.n_validation_users == new + warm
+    assert prepared.train_binary[new_people].nnz == 0       # new people are not trained on
+    np.testing.assert_array_equal(prepared.validation["few_shot"].users, new_people)
 
 
 def test_both_history_offsets_are_calibrated_recorded_and_saved(planted, planted_model, tmp_path):
