@@ -693,6 +693,34 @@ def test_small_data_holds_out_more_new_validation_people(planted, share, max_use
     np.testing.assert_array_equal(prepared.validation["few_shot"].users, new_people)
 
 
+@pytest.mark.parametrize("share", [1.0, 0.0])
+def test_few_shot_practice_shows_users_first_items_by_time(monkeypatch, share):
+    """A new person arrives with their first items, so few-shot practice shows those (a share
+    FIRST_ITEMS_SHARE of the time; random items otherwise). Time order here is unrelated to item ids."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, per_user = 60, 40, 12
+    user = np.repeat(np.arange(n_users), per_user)
+    item = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    days = rng.permutation(len(user))
+    dataset = Dataset.from_frames(pd.DataFrame({
+        "user_id": [f"u{u:02d}" for u in user], "item_id": [f"i{i:02d}" for i in item],
+        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")}))
+    monkeypatch.setattr(fused_module, "FIRST_ITEMS_SHARE", share)
+    prepared = _Prepared.build(dataset, None, 1.0, 0.0, 0, np.random.default_rng(1))
+    batch = prepared.make_batch(np.arange(n_users), cold_rate=0.0, few_shot_rate=1.0,
+                                rng=np.random.default_rng(2))
+    order = np.lexsort((dataset.timestamps, dataset.user_index))
+    by_user = np.split(dataset.item_index[order], np.cumsum(np.bincount(dataset.user_index))[:-1])
+    shown = np.split(batch.items, batch.offsets[1:])
+    n_history = batch.n_history.astype(int)
+    assert ((n_history >= 1) & (n_history <= 5)).all()
+    first = [set(shown[row]) == set(by_user[u][:n_history[row]]) for row, u in enumerate(batch.users)]
+    if share == 1.0:
+        assert all(first)
+    else:
+        assert np.mean(first) < 0.5     # random items: a user's first ones only by chance
+
+
 def test_both_history_offsets_are_calibrated_recorded_and_saved(planted, planted_model, tmp_path):
     config = planted_model._config
     assert len(config["short_history_gate_offset"]) == len(config["history_gate_offset"]) == len(SOURCES)
