@@ -2,12 +2,13 @@
 
 This machine's speed drifts by a third over minutes, so a fit time measured today is not comparable
 with one from yesterday. This script puts the earlier commit in a temporary ``git worktree`` and fits
-the same generated data with both versions, alternating, each fit in a fresh interpreter (so each
-pays PyTorch's first-optimizer import, as a user's first fit does), and prints every fit and the
-median ratio. Both versions run with this checkout's virtual environment.
+the same generated data with both versions, alternating (each version first in every other round:
+a round's second fit tends to run slower), each fit in a fresh interpreter (so each pays PyTorch's
+first-optimizer import, as a user's first fit does), and prints every fit and the median ratio. Use
+an even number of rounds. Both versions run with this checkout's virtual environment.
 
-    python benchmarks/bench_versions.py --ref 7ca19a8                  # 100k interactions, 3 rounds
-    python benchmarks/bench_versions.py --ref HEAD~3 --rounds 5 --n-interactions 1000000 \\
+    python benchmarks/bench_versions.py --ref 7ca19a8                  # 100k interactions, 4 rounds
+    python benchmarks/bench_versions.py --ref HEAD~3 --rounds 6 --n-interactions 1000000 \\
         --n-users 100000 --n-items 20000
     python benchmarks/bench_versions.py --ref e6acc8c --per-step   # milliseconds per training step
 
@@ -93,7 +94,7 @@ result = {{"step_ms": timer["steps"] / timer["n"] * 1000, "backward_ms": timer["
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", required=True, help="the earlier commit (anything `git worktree add` accepts)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--n-users", type=int, default=10_000)
     parser.add_argument("--n-items", type=int, default=2_000)
     parser.add_argument("--n-interactions", type=int, default=100_000)
@@ -125,7 +126,10 @@ def main(argv=None) -> None:
                 print("| round | version | fit (s) | epochs (best) | s per epoch |")
                 print("|---:|---|---:|---|---:|")
             for round_ in range(1, args.rounds + 1):
-                for name, path in versions.items():
+                # The second fit of a round ran about 5 % slower here whatever the code (see
+                # RESULTS.md, eighth stop), so odd rounds fit the earlier version first, even ones last.
+                order = list(versions.items())
+                for name, path in (order if round_ % 2 else order[::-1]):
                     code = (STEP if args.per_step else FIT).format(
                         tree=path, n_users=args.n_users, n_items=args.n_items,
                         n_interactions=args.n_interactions, seed=args.seed)
