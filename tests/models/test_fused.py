@@ -693,10 +693,12 @@ def test_small_data_holds_out_more_new_validation_people(planted, share, max_use
     np.testing.assert_array_equal(prepared.validation["few_shot"].users, new_people)
 
 
-@pytest.mark.parametrize("share", [1.0, 0.0])
-def test_few_shot_practice_shows_users_first_items_by_time(monkeypatch, share):
-    """A new person arrives with their first items, so few-shot practice shows those (a share
-    FIRST_ITEMS_SHARE of the time; random items otherwise). Time order here is unrelated to item ids."""
+@pytest.mark.parametrize("kind, share", [("few_shot", 1.0), ("few_shot", 0.0), ("warm", 1.0), ("warm", 0.0)])
+def test_practice_shows_users_first_items_by_time(monkeypatch, kind, share):
+    """A new person arrives with their first items, and a known user's next items follow their past:
+    few-shot practice shows a user's first 1-5 items (a share FIRST_ITEMS_SHARE of the time) and warm
+    practice their earliest 50-80 % (PAST_ITEMS_SHARE); random items otherwise. Time order here is
+    unrelated to item ids."""
     rng = np.random.default_rng(0)
     n_users, n_items, per_user = 60, 40, 12
     user = np.repeat(np.arange(n_users), per_user)
@@ -705,15 +707,16 @@ def test_few_shot_practice_shows_users_first_items_by_time(monkeypatch, share):
     dataset = Dataset.from_frames(pd.DataFrame({
         "user_id": [f"u{u:02d}" for u in user], "item_id": [f"i{i:02d}" for i in item],
         "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")}))
-    monkeypatch.setattr(fused_module, "FIRST_ITEMS_SHARE", share)
+    monkeypatch.setattr(fused_module, "FIRST_ITEMS_SHARE" if kind == "few_shot" else "PAST_ITEMS_SHARE", share)
     prepared = _Prepared.build(dataset, None, 1.0, 0.0, 0, np.random.default_rng(1))
-    batch = prepared.make_batch(np.arange(n_users), cold_rate=0.0, few_shot_rate=1.0,
+    batch = prepared.make_batch(np.arange(n_users), cold_rate=0.0, few_shot_rate=float(kind == "few_shot"),
                                 rng=np.random.default_rng(2))
     order = np.lexsort((dataset.timestamps, dataset.user_index))
     by_user = np.split(dataset.item_index[order], np.cumsum(np.bincount(dataset.user_index))[:-1])
     shown = np.split(batch.items, batch.offsets[1:])
     n_history = batch.n_history.astype(int)
-    assert ((n_history >= 1) & (n_history <= 5)).all()
+    low, high = (1, 5) if kind == "few_shot" else (6, 10)     # 50-80 % of 12, rounded
+    assert ((n_history >= low) & (n_history <= high)).all()
     first = [set(shown[row]) == set(by_user[u][:n_history[row]]) for row, u in enumerate(batch.users)]
     if share == 1.0:
         assert all(first)
