@@ -155,7 +155,7 @@ def main(argv=None) -> None:
         frame = quality(settings, args.protocols.split(","), models, split_seeds=args.split_seeds,
                         movielens=args.movielens)
         print_quality(frame)
-        errors = frame[frame.get("error", pd.Series(dtype=object)).notna()] if "error" in frame else frame.iloc[:0]
+        errors = frame[frame["error"].notna()]     # quality() always has the column
         for _, row in errors.iterrows():
             print(f"\nerror: {row['model']} on {row['setting']}/{row['protocol']}: {row['error']}")
     if args.speed:

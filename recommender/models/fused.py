@@ -1156,6 +1156,9 @@ class _Prepared:
         target_weight = np.where(positive, 1.0, float(low_rating_weight)).astype(np.float32)
         counts = np.bincount(user, minlength=n_users)
         relevant_counts = np.bincount(user[positive], minlength=n_users)
+        # Each interaction's rank in its user's history by time: the validation's few-shot people
+        # are shown their first items, and so is part of the training practice (see make_batch).
+        by_time = None if dataset.timestamps is None else _rank_in_rows(user, dataset.timestamps, counts)
         encoder, categories = dataset.behaviour_encoder, dataset.item_categories
         times = dataset.timestamps if encoder.has_recency else None
 
@@ -1188,8 +1191,7 @@ class _Prepared:
             is_new[new_users] = True
             is_warm = np.zeros(n_users, dtype=bool)
             is_warm[warm_users] = True
-            per_user = np.bincount(user, minlength=n_users)
-            random_rank = _rank_in_rows(user, rng.random(len(user)), per_user)
+            random_rank = _rank_in_rows(user, rng.random(len(user)), counts)
             n_test = np.clip(np.floor(0.2 * counts + 0.5), 1, np.maximum(counts - 1, 1))
             held_out = is_warm[user] & (random_rank < n_test[user])
             train = ~is_new[user] & ~held_out
@@ -1205,8 +1207,7 @@ class _Prepared:
             # New people: none (cold_user) or their first three interactions (few_shot) revealed.
             row[:] = -1
             row[new_users] = np.arange(len(new_users))
-            key = times if times is not None else rng.random(len(user))
-            first_rank = _rank_in_rows(user, key, per_user)
+            first_rank = by_time if times is not None else _rank_in_rows(user, rng.random(len(user)), counts)
             revealed = is_new[user] & (first_rank < 3)
             empty = sp.csr_matrix((len(new_users), n_items), dtype=np.float32)
             now = None if times is None else np.full(len(new_users), np.nan)
@@ -1230,10 +1231,7 @@ class _Prepared:
         else:
             n_validation = 0
         identity = np.arange(n_users, dtype=np.int64)
-        train_order = None
-        if dataset.timestamps is not None:
-            by_time = _rank_in_rows(user, dataset.timestamps, np.bincount(user, minlength=n_users))
-            train_order = matrix(train, identity, n_users, (by_time + 1).astype(np.float32))
+        train_order = None if by_time is None else matrix(train, identity, n_users, (by_time + 1).astype(np.float32))
         train_binary = matrix(train, identity, n_users)
         train_binary.data[:] = 1.0
         train_targets = matrix(train, identity, n_users, target_weight)
