@@ -66,10 +66,11 @@ Degrading gracefully:
 Training is DropoutNet-style denoising with a multinomial likelihood (Mult-DAE): every epoch
 each user is shown, at random, *no* history (cold-start practice), 1-5 items (few-shot
 practice: half the time their first ones by time, as a new person has them) or 50-80 % of it
-(warm; a quarter of the time the earliest part, the latest to predict), with behaviour features recomputed from the shown items by the dataset's own
+(warm; a quarter of the time the earliest part, the latest to predict), with behaviour features
+recomputed from the shown items by the dataset's own
 :class:`~recommender.features.BehaviourEncoder` (the very code that encodes new people at
-inference), and the model predicts the hidden items with a softmax over the
-whole catalogue (a sampled softmax with a log-Q correction above ``full_softmax_items``).
+inference), and the model predicts the hidden items with a softmax over the whole catalogue (a
+sampled softmax with a log-Q correction above ``full_softmax_items``).
 Auxiliary losses (``source_loss_weight``) make the profile and history sources rank well on
 their own, which keeps each source a meaningful recommender -- and measurably improves the
 fused model for new people. Early stopping on NDCG@10 of a validation split carved from the
@@ -1207,7 +1208,7 @@ class _Prepared:
             # New people: none (cold_user) or their first three interactions (few_shot) revealed.
             row[:] = -1
             row[new_users] = np.arange(len(new_users))
-            first_rank = by_time if times is not None else _rank_in_rows(user, rng.random(len(user)), counts)
+            first_rank = by_time if by_time is not None else _rank_in_rows(user, rng.random(len(user)), counts)
             revealed = is_new[user] & (first_rank < 3)
             empty = sp.csr_matrix((len(new_users), n_items), dtype=np.float32)
             now = None if times is None else np.full(len(new_users), np.nan)
