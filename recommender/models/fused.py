@@ -48,10 +48,11 @@ held-out new people), for people with a history one offset per source (coordinat
 NDCG@10: of the few-shot validation people for histories of up to :data:`SHORT_HISTORY` items,
 of the warm ones for longer histories), then a fixed lift for the item-item source (long
 histories) or the similar-people source (short ones), which the likelihood-trained gate
-under-weights (:data:`LONG_HISTORY_GATE_PRIOR`). New items are ordered among themselves by a
-gate that leans further on content similarity (:data:`NEW_ITEM_CONTENT_SIMILARITY_OFFSET`), and
-placed among the other items by a shift of their scores chosen on every validation person
-(:data:`NEW_ITEM_SHIFT_GRID`). See ``FusedRecommender._calibrate_gate``.
+under-weights (:data:`LONG_HISTORY_GATE_LIFT`, :data:`SHORT_HISTORY_GATE_LIFT`). New items are
+ordered among themselves by a gate that leans further on content similarity
+(:data:`NEW_ITEM_CONTENT_SIMILARITY_OFFSET`), and placed among the other items by a shift of their
+scores chosen on every validation person (:data:`NEW_ITEM_SHIFT_GRID`). See
+``FusedRecommender._calibrate_gate``.
 
 Degrading gracefully:
 
@@ -211,8 +212,8 @@ SHORT_HISTORY_POPULARITY_STEPS = (4.0, 8.0, 30.0)
 #: 20 temporal fits, lost on 4 and 3 (mean +0.0027 and +0.0019 NDCG@10; +1 gained more on average
 #: but lost more often); similar people +1 gained on 14 of 21 few-shot fits and lost on 4 (+0.0019;
 #: +2 lost 0.010 on MovieLens latest-small). Checked afterwards on an eighth data set (InstEval).
-LONG_HISTORY_GATE_PRIOR = {"item_item": 0.5}
-SHORT_HISTORY_GATE_PRIOR = {"similar_people": 1.0}
+LONG_HISTORY_GATE_LIFT = {"item_item": 0.5}
+SHORT_HISTORY_GATE_LIFT = {"similar_people": 1.0}
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -1878,8 +1879,8 @@ class FusedRecommender(Recommender):
         both, the new-item gate leans on content similarity by a fixed offset, and the shift of
         new items' scores is chosen on every validation person (when the training part has items
         without interactions). After the search, fixed corrections are added for the sources that the
-        likelihood-trained gate under-weights (:data:`LONG_HISTORY_GATE_PRIOR`,
-        :data:`SHORT_HISTORY_GATE_PRIOR`).
+        likelihood-trained gate under-weights (:data:`LONG_HISTORY_GATE_LIFT`,
+        :data:`SHORT_HISTORY_GATE_LIFT`).
         """
         net = self._net
         net.cold_item_gate_offset.data[SOURCES.index("content_similarity")] += NEW_ITEM_CONTENT_SIMILARITY_OFFSET
@@ -1943,8 +1944,8 @@ class FusedRecommender(Recommender):
             short.copy_(long)
         elif "warm" not in prepared.validation:
             long.copy_(short)
-        for offsets, prior in ((long, LONG_HISTORY_GATE_PRIOR), (short, SHORT_HISTORY_GATE_PRIOR)):
-            for source, value in prior.items():
+        for offsets, lift in ((long, LONG_HISTORY_GATE_LIFT), (short, SHORT_HISTORY_GATE_LIFT)):
+            for source, value in lift.items():
                 offsets[SOURCES.index(source)] += value
         self._config["history_gate_offset"] = [float(v) for v in long.cpu()]
         self._config["short_history_gate_offset"] = [float(v) for v in short.cpu()]

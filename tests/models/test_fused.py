@@ -677,18 +677,18 @@ def test_short_and_long_histories_get_their_own_calibrated_gate_offsets(planted,
 def test_gate_lifts_follow_the_calibration_for_history_people_only(planted):
     # Without validation people there is nothing to search, so the offsets are exactly the fixed
     # lifts: item-item for long histories, similar people for short ones, none for new people.
-    from recommender.models.fused import LONG_HISTORY_GATE_PRIOR, SHORT_HISTORY_GATE_PRIOR
+    from recommender.models.fused import LONG_HISTORY_GATE_LIFT, SHORT_HISTORY_GATE_LIFT
     model = FusedRecommender(**{**FAST, "max_epochs": 2}, validation_share=0.0, seed=0).fit(planted)
     net = model._net
 
-    def expected(prior):
-        return [float(prior.get(source, 0.0)) for source in SOURCES]
+    def expected(lift):
+        return [float(lift.get(source, 0.0)) for source in SOURCES]
 
-    assert net.history_gate_offset.tolist() == expected(LONG_HISTORY_GATE_PRIOR) != [0.0] * len(SOURCES)
-    assert net.short_history_gate_offset.tolist() == expected(SHORT_HISTORY_GATE_PRIOR) != [0.0] * len(SOURCES)
+    assert net.history_gate_offset.tolist() == expected(LONG_HISTORY_GATE_LIFT) != [0.0] * len(SOURCES)
+    assert net.short_history_gate_offset.tolist() == expected(SHORT_HISTORY_GATE_LIFT) != [0.0] * len(SOURCES)
     assert net.new_person_gate_offset.tolist() == [0.0] * len(SOURCES)
-    assert model._config["history_gate_offset"] == expected(LONG_HISTORY_GATE_PRIOR)
-    assert model._config["short_history_gate_offset"] == expected(SHORT_HISTORY_GATE_PRIOR)
+    assert model._config["history_gate_offset"] == expected(LONG_HISTORY_GATE_LIFT)
+    assert model._config["short_history_gate_offset"] == expected(SHORT_HISTORY_GATE_LIFT)
 
 
 @pytest.mark.parametrize("share, max_users, new, warm", [
