@@ -239,7 +239,7 @@ def test_training_steps_run_on_one_thread_and_validation_on_torchs_own(planted, 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        model = FusedRecommender(**{**FAST, "max_epochs": 2}, threads=1, seed=1).fit(planted)
+        model = FusedRecommender(**{**FAST, "max_epochs": 2}, threads=1, seed=1, device="cpu").fit(planted)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
@@ -353,10 +353,11 @@ def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, m
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(_FusedNetwork, "fixed_scores", counted)
-    kept = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5).fit(planted)
+    # On the CPU, where a seeded fit is bit-for-bit reproducible (a GPU's atomic additions are not).
+    kept = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5, device="cpu").fit(planted)
     kept_calls, calls["main thread"] = calls["main thread"], 0
     monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
-    recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5).fit(planted)
+    recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5, device="cpu").fit(planted)
     # Three validation sets, each one chunk: recomputed in each of the three later epochs, and
     # once more by the gate calibration.
     assert calls["main thread"] - kept_calls == 3 * 3 + 3
@@ -744,11 +745,11 @@ def test_practice_shows_users_first_items_by_time(monkeypatch, kind, share):
 def test_both_history_offsets_are_calibrated_recorded_and_saved(planted, planted_model, tmp_path):
     config = planted_model._config
     assert len(config["short_history_gate_offset"]) == len(config["history_gate_offset"]) == len(SOURCES)
-    np.testing.assert_array_equal(planted_model._net.short_history_gate_offset.numpy(),
+    np.testing.assert_array_equal(planted_model._net.short_history_gate_offset.cpu().numpy(),
                                   np.array(config["short_history_gate_offset"], dtype=np.float32))
     loaded = Recommender.load(planted_model.save(tmp_path / "offsets.recolens"))
-    np.testing.assert_array_equal(loaded._net.short_history_gate_offset.numpy(),
-                                  planted_model._net.short_history_gate_offset.numpy())
+    np.testing.assert_array_equal(loaded._net.short_history_gate_offset.cpu().numpy(),
+                                  planted_model._net.short_history_gate_offset.cpu().numpy())
 
 
 def test_a_bundle_saved_before_short_history_offsets_gives_short_histories_the_long_ones(planted, planted_model):
@@ -759,7 +760,8 @@ def test_a_bundle_saved_before_short_history_offsets_gives_short_histories_the_l
     restored = FusedRecommender(**FAST)
     restored.dataset = planted
     restored._set_state(config, arrays)
-    np.testing.assert_array_equal(restored._net.short_history_gate_offset.numpy(), arrays["net.history_gate_offset"])
+    np.testing.assert_array_equal(restored._net.short_history_gate_offset.cpu().numpy(),
+                                  arrays["net.history_gate_offset"])
 
 
 def test_the_calibrated_new_item_shift_is_recorded(planted_model):
