@@ -162,6 +162,12 @@ VALIDATION_CACHE_FLOATS = 16_000_000
 #: On random matrices the sparse product wins by 2.3x at 5 % non-zero (123 and 300 features), by
 #: 2x and 1.15x at 10 %, and loses from 20 % on 300 features (measured on this 2-core CPU).
 SPARSE_CONTENT_DENSITY = 0.08
+#: At most this many CPU threads train a sampled-softmax catalogue by default (one fewer than
+#: torch's own count, so the batch thread keeps a core). Measured only up to 16 cores: on 2 cores
+#: one thread beat two (1.47x an epoch at 1,000,000 interactions), and torch's 16 threads on a
+#: 16-core machine were barely faster than this 2-core one (13.8 against 18.4 s an epoch). The
+#: cap of 4 is a judgement between those: small operations gain little from more threads.
+SAMPLED_SOFTMAX_THREADS = 4
 #: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in
 #: effect). None is negative: the gate learnt on training people already trusts the profile more than
 #: strangers warrant, and on ~125 validation people a "trust it even more" offset won on noise (second
@@ -1527,7 +1533,8 @@ class FusedRecommender(Recommender):
     threads : int or None
         CPU threads while training (torch, BLAS, OpenMP; restored afterwards). None: one thread
         for catalogues up to ``full_softmax_items`` (small steps, where a second thread mostly
-        waits), torch's own setting above; ignored on a GPU.
+        waits); above, one fewer than torch's own count (the batch thread keeps a core), at most
+        :data:`SAMPLED_SOFTMAX_THREADS`; ignored on a GPU.
     validation_share : float
         Share of users used for validation (at most ``max_validation_users``): half of them
         known users with 20 % of their items hidden, half held out as new people (at least
@@ -1733,13 +1740,16 @@ class FusedRecommender(Recommender):
     def _thread_limit(self, device: torch.device, n_items: int):
         """Run the training loop on ``threads`` CPU threads (torch, BLAS and OpenMP), restored afterwards.
 
-        ``threads=None`` picks one thread on the CPU for catalogues that use the exact softmax:
-        their steps are small matrix products, where waiting for a second thread costs more than
-        it saves (measured 2-5x slower fits with two threads on a 2-core machine with other work).
+        ``threads=None`` on the CPU: one thread for catalogues that use the exact softmax (their
+        steps are small matrix products, where waiting for a second thread costs more than it
+        saves: 2-5x slower fits with two threads on a 2-core machine with other work), and for
+        the sampled softmax one fewer than torch's own count, at most
+        :data:`SAMPLED_SOFTMAX_THREADS` (see there for the measurements).
         """
         threads = self.threads
-        if threads is None:
-            threads = 1 if device.type == "cpu" and n_items <= int(self.full_softmax_items) else 0
+        if threads is None and device.type == "cpu":
+            threads = 1 if n_items <= int(self.full_softmax_items) else \
+                max(1, min(SAMPLED_SOFTMAX_THREADS, torch.get_num_threads() - 1))
         if not threads or device.type != "cpu":
             yield
             return

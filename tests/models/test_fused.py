@@ -247,6 +247,26 @@ def test_training_steps_run_on_one_thread_and_validation_on_torchs_own(planted, 
     assert model._idle_batch_threads is None
 
 
+@pytest.mark.parametrize("device, torch_threads, n_items, expected", [
+    ("cpu", 3, 100, 1),      # exact softmax: one thread
+    ("cpu", 3, 101, 2),      # sampled softmax: one fewer than torch's count...
+    ("cpu", 16, 101, fused_module.SAMPLED_SOFTMAX_THREADS),   # ...at most the cap
+    ("cpu", 1, 101, 1),
+    ("cuda", 3, 101, 3),     # a GPU leaves the CPU threads alone
+])
+def test_default_training_threads(device, torch_threads, n_items, expected):
+    model = FusedRecommender(full_softmax_items=100)
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        with model._thread_limit(torch.device(device), n_items):
+            inside = torch.get_num_threads()
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert (inside, after) == (expected, torch_threads)
+
+
 def test_fitting_leaves_global_random_state_alone(planted):
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
     FusedRecommender(**{**FAST, "max_epochs": 2}, seed=1).fit(planted)
