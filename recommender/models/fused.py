@@ -163,10 +163,11 @@ VALIDATION_CACHE_FLOATS = 16_000_000
 #: 2x and 1.15x at 10 %, and loses from 20 % on 300 features (measured on this 2-core CPU).
 SPARSE_CONTENT_DENSITY = 0.08
 #: At most this many CPU threads train a sampled-softmax catalogue by default (one fewer than
-#: torch's own count, so the batch thread keeps a core). Measured only up to 16 cores: on 2 cores
-#: one thread beat two (1.47x an epoch at 1,000,000 interactions), and torch's 16 threads on a
-#: 16-core machine were barely faster than this 2-core one (13.8 against 18.4 s an epoch). The
-#: cap of 4 is a judgement between those: small operations gain little from more threads.
+#: torch's own count, so the batch thread keeps a core). Measured only on 2 and 16 cores: on 2
+#: cores one thread beat two by 1.3x an epoch at 1,000,000 interactions (side by side; a whole fit
+#: 127.5 against 162.7 s), and torch's 16 threads on a 16-core machine were barely faster than this
+#: 2-core one (13.8 against 18.4 s an epoch). The cap of 4 is a judgement between those, not a
+#: measurement: small operations gain little from more threads.
 SAMPLED_SOFTMAX_THREADS = 4
 #: Offsets tried on the popularity logit of people without history after training (30: popularity alone, in
 #: effect). None is negative: the gate learnt on training people already trusts the profile more than
