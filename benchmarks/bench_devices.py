@@ -27,13 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import SPEED_SIZES, machine, new_profile_latency_ms, speed_dataset  # noqa: E402
 from recommender import Dataset, FusedRecommender  # noqa: E402
 from recommender.models.device import available_devices  # noqa: E402
-from recommender.synthetic import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {100_000: (10_000, 2_000), 1_000_000: (100_000, 20_000)}     # interactions: (users, items)
 QUALITY_PROTOCOLS = ("warm", "cold_user", "few_shot")
 
 
@@ -57,16 +55,10 @@ def fit_row(dataset: Dataset, device: str) -> str:
     history = model.training_history
     epochs = [row["seconds"] for row in history]
     best = max((row.get("val_ndcg@10", np.nan) for row in history), default=np.nan)
-    profile = dataset.users.iloc[[0]].assign(user_id="new person")
-    model.recommend_new_users(profile, k=10)
-    latencies = []
-    for _ in range(20):
-        started = time.perf_counter()
-        model.recommend_new_users(profile, k=10, histories={"new person": list(dataset.item_ids[:3])})
-        latencies.append(time.perf_counter() - started)
+    latency = new_profile_latency_ms(model, dataset)
     gpu = (f"{torch.cuda.max_memory_allocated() / 1024**3:.2f}" if device.startswith("cuda") else "-")
     return (f"| {dataset.n_interactions:,} | {device} | {fit_s:.1f} | {len(epochs)} | {np.median(epochs):.2f} | "
-            f"{best:.4f} | {np.median(latencies) * 1000:.1f} | {peak_rss_gb():.2f} | {gpu} |")
+            f"{best:.4f} | {latency:.1f} | {peak_rss_gb():.2f} | {gpu} |")
 
 
 def speed(devices, sizes) -> None:
@@ -75,9 +67,7 @@ def speed(devices, sizes) -> None:
           "| peak RSS so far (GB) | peak GPU memory (GB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
-        n_users, n_items = SIZES[size]
-        data = generate(n_users=n_users, n_items=n_items, n_interactions=size, seed=3)
-        dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="speed")
+        dataset = speed_dataset(size)
         for device in devices:
             try:
                 print(fit_row(dataset, device), flush=True)
@@ -107,7 +97,7 @@ def quality(devices) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", default="cpu,cuda", help="comma-separated; missing ones are skipped")
-    parser.add_argument("--sizes", default="100000,1000000", help=f"interactions, among {sorted(SIZES)}")
+    parser.add_argument("--sizes", default="100000,1000000", help=f"interactions, among {sorted(SPEED_SIZES)}")
     parser.add_argument("--quality", action="store_true", help="also NDCG@10 on the sample data per device")
     args = parser.parse_args(argv)
     present = set(available_devices())
@@ -119,9 +109,9 @@ def main(argv=None) -> None:
         print(f"GPU: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}")
     print(f"Command: python benchmarks/bench_devices.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     sizes = [int(s) for s in args.sizes.split(",")]
-    unknown = [s for s in sizes if s not in SIZES]
+    unknown = [s for s in sizes if s not in SPEED_SIZES]
     if unknown:
-        parser.error(f"unknown size(s) {unknown}; choose among {sorted(SIZES)}")
+        parser.error(f"unknown size(s) {unknown}; choose among {sorted(SPEED_SIZES)}")
     if args.quality:
         quality(devices)
     speed(devices, sizes)

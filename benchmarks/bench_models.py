@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import SPEED_SIZES, machine, new_profile_latency_ms, speed_dataset  # noqa: E402
 from recommender import Dataset  # noqa: E402
 from recommender.evaluation import compare_models  # noqa: E402
 from recommender.models import REGISTRY  # noqa: E402
@@ -105,11 +105,10 @@ def speed(models, max_interactions: int = 1_000_000) -> None:
     print("\n### Fit time (defaults) and new-profile latency\n")
     print("| interactions | users | items | model | fit (s) |")
     print("|---|---|---|---|---|")
-    for n_users, n_items, n_interactions in ((10_000, 2_000, 100_000), (100_000, 20_000, 1_000_000)):
+    for n_interactions, (n_users, n_items) in SPEED_SIZES.items():
         if n_interactions > max_interactions:
             continue
-        data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=3)
-        dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="speed")
+        dataset = speed_dataset(n_interactions)
         chosen = models if n_interactions <= 100_000 else [m for m in models if m in ("fused", "als", "popularity")]
         times = {}
         for name in chosen:
@@ -118,14 +117,7 @@ def speed(models, max_interactions: int = 1_000_000) -> None:
             times[name] = time.perf_counter() - started
             print(f"| {n_interactions:,} | {n_users:,} | {n_items:,} | {name} | {times[name]:.1f} |", flush=True)
             if name == "fused" and n_interactions <= 100_000:
-                profile = dataset.users.iloc[[0]].assign(user_id="new person")
-                model.recommend_new_users(profile, k=10)
-                latencies = []
-                for _ in range(20):
-                    started = time.perf_counter()
-                    model.recommend_new_users(profile, k=10, histories={"new person": list(dataset.item_ids[:3])})
-                    latencies.append(time.perf_counter() - started)
-                fused_latency = np.median(latencies) * 1000
+                fused_latency = new_profile_latency_ms(model, dataset)
         if "fused" in times and "als" in times:
             print(f"\nfused / ALS fit time at {n_interactions:,} interactions: {times['fused'] / times['als']:.2f}x\n")
     if "fused" in models:

@@ -61,3 +61,31 @@ def run_child(code: str) -> dict:
     result = json.loads(output.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - started
     return result
+
+
+#: The speed runs' generated data (``recommender.synthetic``, generator seed 3): interactions -> (users, items).
+SPEED_SIZES = {100_000: (10_000, 2_000), 1_000_000: (100_000, 20_000)}
+
+
+def speed_dataset(n_interactions: int):
+    """The speed runs' data set of ``n_interactions`` (a key of :data:`SPEED_SIZES`)."""
+    from recommender import Dataset
+    from recommender.synthetic import generate
+
+    n_users, n_items = SPEED_SIZES[n_interactions]
+    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=3)
+    return Dataset.from_frames(data.interactions, data.users, data.items, name="speed")
+
+
+def new_profile_latency_ms(model, dataset, repeats: int = 20) -> float:
+    """Median milliseconds of ``recommend_new_users`` for one new profile with three liked items (after one warm-up)."""
+    import numpy as np
+
+    profile = dataset.users.iloc[[0]].assign(user_id="new person")
+    model.recommend_new_users(profile, k=10)
+    latencies = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.recommend_new_users(profile, k=10, histories={"new person": list(dataset.item_ids[:3])})
+        latencies.append(time.perf_counter() - started)
+    return float(np.median(latencies) * 1000)
