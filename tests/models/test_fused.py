@@ -377,7 +377,8 @@ def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, m
     kept = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5, device="cpu").fit(planted)
     kept_calls, calls["main thread"] = calls["main thread"], 0
     monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
-    recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5, device="cpu").fit(planted)
+    recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5,
+                                  device="cpu").fit(planted)
     # Three validation sets, each one chunk: recomputed in each of the three later epochs, and
     # once more by the gate calibration.
     assert calls["main thread"] - kept_calls == 3 * 3 + 3
