@@ -644,6 +644,8 @@ class _FusedNetwork(nn.Module):
         self.n_content = n_content
         # The catalogue's content matrix and its CSR forms, when sparse (see use_sparse_content).
         self._sparse_content: _SparseRows | None = None
+        # The catalogue's item vectors at inference, kept while nothing they depend on changes (item_parts).
+        self._item_parts_cache: tuple | None = None
         if n_content:
             self.content_hidden = _linear(n_content, hidden, generator, gain=math.sqrt(2))
             self.content_out = _linear(hidden, dim, generator)
@@ -662,6 +664,10 @@ class _FusedNetwork(nn.Module):
             self.register_buffer("item_item_weights", torch.zeros(n_item_item, n_item_item))
             self.register_buffer("item_item_items", torch.zeros(n_item_item, dtype=torch.long))
             self.register_buffer("item_item_position", torch.full((n_items,), -1, dtype=torch.long))
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the kept catalogue vectors behind (they are recomputed on use)."""
+        return {**self.__dict__, "_item_parts_cache": None}
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -709,9 +715,24 @@ class _FusedNetwork(nn.Module):
         collaborative : (n, dim)  ``E_i`` (zero where ``id_mask`` is 0: new items)
         content : (n, dim)        ``C(content_i)`` (zeros without item features)
         """
+        # Every request for new people and every validation chunk scores the same catalogue with the
+        # same weights: outside training, the vectors of the whole catalogue are kept and reused
+        # until a tensor they depend on is replaced or changed in place (its version counter moves).
+        key = None
+        if index is None and not self.training and not torch.is_grad_enabled():
+            tensors = [id_mask, self.item_embedding]
+            if self.n_content:
+                tensors += [content, self.content_hidden.weight, self.content_hidden.bias, self.content_out.weight,
+                            self.content_out.bias]
+            key = tuple((id(t), t._version) for t in tensors)
+            cached = self._item_parts_cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
         embedding = self.item_embedding if index is None else self.item_embedding[index]
         collaborative = embedding * id_mask[:, None]
         content_vectors = self.content_vectors(content) if self.n_content else torch.zeros_like(collaborative)
+        # The tensors themselves are kept with the key, so no id in it can be reused by another tensor.
+        self._item_parts_cache = None if key is None else (key, (collaborative, content_vectors), tensors)
         return collaborative, content_vectors
 
     def item_popularity(self, content: torch.Tensor | None, id_mask: torch.Tensor,

@@ -1,4 +1,5 @@
 """What is special about FusedRecommender (the shared contract is in test_contract.py)."""
+import copy
 import threading
 
 import numpy as np
@@ -69,6 +70,28 @@ def _people(planted: Dataset, genders) -> tuple[np.ndarray, np.ndarray, sp.csr_m
     profiles = pd.DataFrame({"user_id": [f"p{i}" for i in range(len(genders))], "gender": list(genders),
                              "region": ["north"] * len(genders)})
     return planted.encode_new_users(profiles)
+
+
+def test_catalogue_vectors_are_kept_between_requests_until_a_weight_changes(planted, planted_model):
+    net = planted_model._net
+    static, behaviour, history = _people(planted, ["F", "M"])
+    first = planted_model.score_new_users(static, behaviour, history)
+    kept = net._item_parts_cache
+    assert kept is not None and net.n_content
+    np.testing.assert_array_equal(planted_model.score_new_users(static, behaviour, history), first)
+    assert net._item_parts_cache is kept                      # reused, not recomputed
+    net._item_parts_cache = None
+    np.testing.assert_array_equal(planted_model.score_new_users(static, behaviour, history), first)
+    assert copy.deepcopy(net)._item_parts_cache is None
+    for weight in (net.item_embedding, net.content_out.weight):   # each change is seen: new vectors
+        try:
+            with torch.no_grad():
+                weight.mul_(2.0)
+            assert not np.allclose(planted_model.score_new_users(static, behaviour, history), first)
+        finally:
+            with torch.no_grad():
+                weight.div_(2.0)                              # exact: the shared model is restored
+    np.testing.assert_array_equal(planted_model.score_new_users(static, behaviour, history), first)
 
 
 def test_finds_a_pattern_only_the_profile_reveals(planted, planted_model):
