@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.bench_models import build  # noqa: E402
 from benchmarks.common import SPEED_SIZES, machine, new_profile_latency_ms, speed_dataset  # noqa: E402
 from recommender import Dataset, FusedRecommender  # noqa: E402
 from recommender.models.device import available_devices  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 QUALITY_PROTOCOLS = ("warm", "cold_user", "few_shot")
 
 
@@ -79,9 +79,7 @@ def speed(devices, sizes) -> None:
 def quality(devices) -> None:
     from recommender.evaluation import compare_models
 
-    folder = ROOT / "sample_data"
-    dataset = Dataset.from_files(folder / "interactions.csv", folder / "users.csv", folder / "items.csv",
-                                 name="sample")
+    dataset = build("sample")
     print("\n### NDCG@10 of the fused model trained on each device (sample data, split seed 0)\n")
     print("| protocol | " + " | ".join(devices) + " |")
     print("|---|" + "---|" * len(devices))
