@@ -54,7 +54,8 @@ import sys
 sys.path.insert(0, {tree!r})
 import itertools, time
 import torch
-import recommender.models.fused as fused
+from recommender.models.fused import FusedRecommender
+fused = sys.modules[FusedRecommender.__module__]   # the training module: fused.py, or fused/model.py after the split
 from recommender import Dataset
 from recommender.synthetic import generate
 data = generate(n_users={n_users}, n_items={n_items}, n_interactions={n_interactions}, seed={seed})

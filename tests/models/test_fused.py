@@ -13,8 +13,12 @@ from recommender.analysis.coldstart import profile_form_schema
 from recommender.models import PopularityRecommender, Recommender
 from recommender.models import fused as fused_module
 from recommender.models.device import available_devices, resolve_device
-from recommender.models.fused import (NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender, _FusedNetwork, _Prefetch,
-                                      _Prepared, _WeightAverage)
+from recommender.models.fused import NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender
+from recommender.models.fused import data as fused_data
+from recommender.models.fused import model as fused_model
+from recommender.models.fused.data import _Prepared
+from recommender.models.fused.model import _Prefetch, _WeightAverage
+from recommender.models.fused.network import _FusedNetwork
 from recommender.synthetic import generate
 
 #: Small and fast: the planted patterns below are learnt in well under a second.
@@ -399,7 +403,7 @@ def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, m
     # On the CPU, where a seeded fit is bit-for-bit reproducible (a GPU's atomic additions are not).
     kept = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5, device="cpu").fit(planted)
     kept_calls, calls["main thread"] = calls["main thread"], 0
-    monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
+    monkeypatch.setattr(fused_model, "VALIDATION_CACHE_FLOATS", 0)
     recomputed = FusedRecommender(**{**FAST, "max_epochs": 4, "warmup_epochs": 0}, seed=5,
                                   device="cpu").fit(planted)
     # Three validation sets, each one chunk: recomputed in each of the three later epochs, and
@@ -416,11 +420,11 @@ def test_validation_keeps_the_fixed_sources_without_changing_a_metric(planted, m
 def test_the_calibration_reads_kept_scores_across_uneven_chunks(planted, monkeypatch):
     """Validation keeps its scores per SCORE_BATCH people and the calibration reads them in batches of
     CALIBRATION_BATCH; with sizes that do not divide each other the result is still that without the cache."""
-    monkeypatch.setattr(fused_module, "SCORE_BATCH", 5)
-    monkeypatch.setattr(fused_module, "CALIBRATION_BATCH", 3)
+    monkeypatch.setattr(fused_model, "SCORE_BATCH", 5)
+    monkeypatch.setattr(fused_model, "CALIBRATION_BATCH", 3)
     settings = {**FAST, "max_epochs": 3, "warmup_epochs": 0}
     kept = FusedRecommender(**settings, seed=5).fit(planted)
-    monkeypatch.setattr(fused_module, "VALIDATION_CACHE_FLOATS", 0)
+    monkeypatch.setattr(fused_model, "VALIDATION_CACHE_FLOATS", 0)
     recomputed = FusedRecommender(**settings, seed=5).fit(planted)
     assert kept._config == recomputed._config
     users = np.arange(planted.n_users)
@@ -769,7 +773,7 @@ def test_practice_shows_users_first_items_by_time(monkeypatch, kind, share):
     dataset = Dataset.from_frames(pd.DataFrame({
         "user_id": [f"u{u:02d}" for u in user], "item_id": [f"i{i:02d}" for i in item],
         "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")}))
-    monkeypatch.setattr(fused_module, "FIRST_ITEMS_SHARE" if kind == "few_shot" else "PAST_ITEMS_SHARE", share)
+    monkeypatch.setattr(fused_data, "FIRST_ITEMS_SHARE" if kind == "few_shot" else "PAST_ITEMS_SHARE", share)
     prepared = _Prepared.build(dataset, None, 1.0, 0.0, 0, np.random.default_rng(1))
     batch = prepared.make_batch(np.arange(n_users), cold_rate=0.0, few_shot_rate=float(kind == "few_shot"),
                                 rng=np.random.default_rng(2))
@@ -906,7 +910,7 @@ def test_gate_calibration_on_candidates_equals_scoring_the_whole_catalogue(plant
     # The calibration rescores validation people on their candidate items only; whatever the
     # offsets, its NDCG@10 must be that of scoring the whole catalogue: exact where the bound
     # proves the top 10 lies among the candidates, by full rescoring of the others.
-    from recommender.models.fused import _ndcg, _Validation
+    from recommender.models.fused.data import _ndcg, _Validation
     model, net = planted_model, planted_model._net
     users = np.arange(0, planted.n_users, 3)
     matrix = sp.csr_matrix(planted.matrix[users])

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from recommender.models import fused as fused_module
-from recommender.models.fused import (FusedRecommender, _csr_and_transpose, _FusedNetwork, _Mix, _SparseLinear,
-                                     _Standardise, _TargetLogLikelihood)
+from recommender.models.fused import FusedRecommender
+from recommender.models.fused import network as fused_network
+from recommender.models.fused.layers import _csr_and_transpose, _Mix, _SparseLinear, _Standardise, _TargetLogLikelihood
+from recommender.models.fused.network import _FusedNetwork
 from recommender.models.optimizer import FusedAdamW, adamw
 
 
@@ -206,7 +207,7 @@ def test_a_fitted_and_a_loaded_model_use_the_sparse_content(tmp_path):
     from recommender.synthetic import generate
     data = generate(n_users=150, n_items=60, n_interactions=1500, seed=1)
     dataset = Dataset.from_frames(data.interactions, data.users, data.items, name="sparse")
-    assert np.count_nonzero(dataset.item_features) <= fused_module.SPARSE_CONTENT_DENSITY * dataset.item_features.size
+    assert np.count_nonzero(dataset.item_features) <= fused_network.SPARSE_CONTENT_DENSITY * dataset.item_features.size
     # The CSR path is the CPU's (dense products are fast on a GPU).
     model = FusedRecommender(dim=8, hidden=8, gate_hidden=4, max_epochs=2, seed=0, device="cpu").fit(dataset)
     assert model._net._sparse_content is not None and model._net._sparse_content.dense is model._content
