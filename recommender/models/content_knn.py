@@ -10,6 +10,7 @@ A person without a history gets the most popular items; popularity also breaks t
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import numpy as np
@@ -42,26 +43,41 @@ def top_k_similarity(unit: np.ndarray, k: int) -> sp.csr_matrix:
     Returns
     -------
     scipy.sparse.csr_matrix of float32, shape (n, n)
-        Zero diagonal; at most ``k`` entries per row.
+        Zero diagonal; at most ``k`` entries per row, indices sorted.
+
+    Notes
+    -----
+    All pairs, block by block: the product runs on BLAS's threads while a second thread picks the
+    previous block's ``k`` largest (``np.argpartition`` uses one core and releases the GIL). The
+    block is negated in place for the partition rather than copied.
     """
     n = unit.shape[0]
     k = min(int(k), max(n - 1, 0))
     if n == 0 or k == 0 or unit.shape[1] == 0:
         return sp.csr_matrix((n, n), dtype=np.float32)
     chunk = max(1, _BLOCK_FLOATS // n)
-    rows, columns, values = [], [], []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        similarity = unit[start:stop] @ unit.T
-        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        weights = np.take_along_axis(similarity, neighbours, axis=1)
+
+    def largest(start: int, negated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        neighbours = np.argpartition(negated, k - 1, axis=1)[:, :k]
+        weights = -np.take_along_axis(negated, neighbours, axis=1)
         keep = weights > 0
-        rows.append(np.broadcast_to(np.arange(start, stop)[:, None], neighbours.shape)[keep])
-        columns.append(neighbours[keep])
-        values.append(weights[keep])
-    matrix = sp.csr_matrix((np.concatenate(values).astype(np.float32),
-                            (np.concatenate(rows), np.concatenate(columns))), shape=(n, n))
+        rows = np.broadcast_to(np.arange(start, start + len(negated))[:, None], neighbours.shape)
+        return rows[keep], neighbours[keep], weights[keep]
+
+    parts, pending = [], None
+    with ThreadPoolExecutor(1) as selection:
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            negated = unit[start:stop] @ unit.T
+            np.negative(negated, out=negated)
+            negated[np.arange(stop - start), np.arange(start, stop)] = np.inf
+            if pending is not None:
+                parts.append(pending.result())      # at most two blocks in memory
+            pending = selection.submit(largest, start, negated)
+        parts.append(pending.result())
+    rows, columns, values = (np.concatenate(part) for part in zip(*parts))
+    matrix = sp.csr_matrix((values.astype(np.float32), (rows, columns)), shape=(n, n))
+    matrix.sort_indices()
     matrix.indices = matrix.indices.astype(np.int32, copy=False)
     return matrix
 

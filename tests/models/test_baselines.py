@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from recommender import Dataset
+from recommender.models import content_knn
 from recommender.models import (ALSRecommender, ContentKNNRecommender, EASERecommender, PopularityRecommender,
                                 ProfileKNNRecommender, SegmentPopularityRecommender)
 
@@ -234,6 +235,28 @@ def test_content_knn_an_item_does_not_vote_for_itself():
     scores = model.score_new_users(*encoded)[0]
     a00, a11, b00 = dataset.item_indices(["a00", "a11", "b00"])
     assert scores[a00] == pytest.approx(1.0) and scores[a11] == 0.0 and scores[b00] == 0.0
+
+
+@pytest.mark.parametrize("block_rows", [1, 5, 57])
+def test_content_neighbours_match_a_brute_force_ranking_block_by_block(monkeypatch, block_rows):
+    """Each row's k most similar rows, positive ones only, whether one block or many (the pipelined path)."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(57, 6))              # continuous: no ties between similarities
+    features[[3, 40]] = 0.0                           # items without features have no neighbours
+    unit = content_knn._unit_rows(features)
+    monkeypatch.setattr(content_knn, "_BLOCK_FLOATS", 57 * block_rows)
+    matrix = content_knn.top_k_similarity(unit, 4)
+
+    assert matrix.shape == (57, 57) and matrix.indices.dtype == np.int32 and matrix.has_sorted_indices
+    similarity = unit.astype(np.float64) @ unit.T.astype(np.float64)
+    np.fill_diagonal(similarity, -np.inf)
+    for row in range(57):
+        best = np.argsort(-similarity[row], kind="stable")[:4]
+        expected = sorted(int(column) for column in best if similarity[row, column] > 0)
+        found = matrix.indices[matrix.indptr[row]:matrix.indptr[row + 1]].tolist()
+        assert found == expected, row
+        np.testing.assert_allclose(matrix[row, expected].toarray().ravel(), similarity[row, expected], rtol=1e-5)
+    assert matrix[[3, 40]].nnz == 0 and matrix[:, [3, 40]].nnz == 0 and matrix.diagonal().sum() == 0
 
 
 def test_content_knn_without_history_is_popularity():
