@@ -14,6 +14,7 @@ from recommender.models import PopularityRecommender, Recommender
 from recommender.models import fused as fused_module
 from recommender.models.device import available_devices, resolve_device
 from recommender.models.fused import NEW_ITEM_SHIFT_GRID, SOURCES, FusedRecommender
+from recommender.models.fused import calibration as fused_calibration
 from recommender.models.fused import data as fused_data
 from recommender.models.fused import model as fused_model
 from recommender.models.fused.data import _Prepared
@@ -421,7 +422,8 @@ def test_the_calibration_reads_kept_scores_across_uneven_chunks(planted, monkeyp
     """Validation keeps its scores per SCORE_BATCH people and the calibration reads them in batches of
     CALIBRATION_BATCH; with sizes that do not divide each other the result is still that without the cache."""
     monkeypatch.setattr(fused_model, "SCORE_BATCH", 5)
-    monkeypatch.setattr(fused_model, "CALIBRATION_BATCH", 3)
+    monkeypatch.setattr(fused_calibration, "SCORE_BATCH", 5)
+    monkeypatch.setattr(fused_calibration, "CALIBRATION_BATCH", 3)
     settings = {**FAST, "max_epochs": 3, "warmup_epochs": 0}
     kept = FusedRecommender(**settings, seed=5).fit(planted)
     monkeypatch.setattr(fused_model, "VALIDATION_CACHE_FLOATS", 0)

@@ -52,7 +52,7 @@ under-weights (:data:`LONG_HISTORY_GATE_LIFT`, :data:`SHORT_HISTORY_GATE_LIFT`).
 ordered among themselves by a gate that leans further on content similarity
 (:data:`NEW_ITEM_CONTENT_SIMILARITY_OFFSET`), and placed among the other items by a shift of their
 scores chosen on every validation person (:data:`NEW_ITEM_SHIFT_GRID`). See
-``FusedRecommender._calibrate_gate``.
+``_GateCalibration._calibrate_gate`` in :mod:`.calibration`.
 
 Degrading gracefully:
 
@@ -99,12 +99,14 @@ The package, one job per module:
 * :mod:`.network`: :class:`_FusedNetwork`, the towers, the six sources and the gate;
 * :mod:`.data`: what training reads: practice batches, validation people, the EASE and
   content-neighbour matrices and the similar-people pool;
-* :mod:`.model`: :class:`FusedRecommender`: training, early stopping, the gate's calibration,
-  scoring, explanations and persistence.
+* :mod:`.calibration`: the gate's offsets and the new-item shift, chosen on the validation people
+  after training, and the fixed lifts;
+* :mod:`.model`: :class:`FusedRecommender`: training, early stopping, scoring, explanations and
+  persistence.
 """
 from .data import FIRST_ITEMS_SHARE, MIN_NEW_VALIDATION_PEOPLE, PAST_ITEMS_SHARE, VALIDATION_K
-from .model import (LONG_HISTORY_GATE_LIFT, NEW_PERSON_POPULARITY_GRID, SAMPLED_SOFTMAX_THREADS,
-                    SHORT_HISTORY_GATE_LIFT, FusedRecommender)
+from .calibration import LONG_HISTORY_GATE_LIFT, NEW_PERSON_POPULARITY_GRID, SHORT_HISTORY_GATE_LIFT
+from .model import SAMPLED_SOFTMAX_THREADS, FusedRecommender
 from .network import NEW_ITEM_CONTENT_SIMILARITY_OFFSET, NEW_ITEM_SHIFT_GRID, SHORT_HISTORY, SOURCES
 
 __all__ = ["FusedRecommender", "SOURCES", "SHORT_HISTORY", "NEW_ITEM_CONTENT_SIMILARITY_OFFSET", "NEW_ITEM_SHIFT_GRID",
