@@ -66,7 +66,7 @@ class _GateCalibration:
         one offset on the popularity logit is chosen on the held-out new people; its grid reaches
         pure popularity, so the model is never knowingly worse than popularity for them. For
         people with a history, an offset per source is chosen by coordinate search, kept only
-        where it gains at least ``min_gain``: for histories of up to :data:`SHORT_HISTORY` items on
+        where it gains at least ``min_gain``: for histories of up to :data:`~.network.SHORT_HISTORY` items on
         the few-shot validation people (the popularity offset may reach popularity alone), for
         longer ones on the warm validation people (when one kind is missing, both get the other's). Before
         both, the new-item gate leans on content similarity by a fixed offset, and the shift of

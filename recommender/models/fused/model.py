@@ -232,7 +232,7 @@ class FusedRecommender(_GateCalibration, Recommender):
     validation_share : float
         Share of users used for validation (at most ``max_validation_users``): half of them
         known users with 20 % of their items hidden, half held out as new people (at least
-        :data:`MIN_NEW_VALIDATION_PEOPLE` where the data allows, see there); 0 trains
+        :data:`~.data.MIN_NEW_VALIDATION_PEOPLE` where the data allows, see there); 0 trains
         ``max_epochs`` epochs without early stopping.
     max_validation_users : int
     full_softmax_items : int

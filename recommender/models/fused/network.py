@@ -358,7 +358,7 @@ class _FusedNetwork(nn.Module):
         Parameters
         ----------
         neighbour_scores : (n, n_items), optional
-            Raw scores of the ``similar_people`` source (see :class:`_NeighbourPool`), all items.
+            Raw scores of the ``similar_people`` source (see :class:`~.data._NeighbourPool`), all items.
         content, id_mask
             Of the items scored (all, or ``index``).
         index : (c,) long, optional
