@@ -433,6 +433,19 @@ def test_the_calibration_reads_kept_scores_across_uneven_chunks(planted, monkeyp
     np.testing.assert_array_equal(kept.score_users(users), recomputed.score_users(users))
 
 
+def test_scoring_chunks_hold_at_most_score_chunk_floats(planted, planted_model, monkeypatch):
+    """Large catalogues are scored a few people at a time (every source is computed for a whole chunk)."""
+    model, users = planted_model, np.arange(planted.n_users)
+    whole = model.score_users(users)
+    sizes: list[int] = []
+    logits = _FusedNetwork.logits
+    monkeypatch.setattr(_FusedNetwork, "logits", lambda net, *a, **k: sizes.append(len(a[0])) or logits(net, *a, **k))
+    monkeypatch.setattr(fused_model, "SCORE_CHUNK_FLOATS", 7 * model._net.n_items + 3)
+    chunked = model.score_users(users)
+    assert max(sizes) == 7 and sum(sizes) == planted.n_users
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
 def test_epoch_steps_of_a_pass_or_more_train_exactly_like_full_passes(planted):
     users = np.arange(30)
     full = FusedRecommender(**FAST, epoch_steps=None, seed=2).fit(planted)

@@ -34,6 +34,14 @@ logger = logging.getLogger(__name__)
 #: Most floats that keeping the validation people's fixed-source scores between epochs may take.
 VALIDATION_CACHE_FLOATS = 16_000_000
 
+#: Most scores (people x items) in one chunk of ``FusedRecommender._score_arrays`` when no source
+#: scores are kept between calls. A chunk computes every source for all its people at once (six
+#: people x items tensors and their temporaries): at 100,000 items a chunk of SCORE_BATCH (1,024)
+#: people took gigabytes, and the validation's chunks made the memory peaks of a fit (1,000,000
+#: interactions: 1.05 GB between validations, 1.6 GB during them). Catalogues below 31,250 items
+#: keep chunks of SCORE_BATCH people.
+SCORE_CHUNK_FLOATS = 32_000_000
+
 #: At most this many CPU threads train a sampled-softmax catalogue by default (one fewer than
 #: torch's own count, so the batch thread keeps a core). Measured only on 2 and 16 cores: on 2
 #: cores one thread beat two by 1.3x an epoch at 1,000,000 interactions (side by side; a whole fit
@@ -737,13 +745,16 @@ class FusedRecommender(_GateCalibration, Recommender):
 
         ``fixed``: a list of the fixed sources' scores per chunk of ``SCORE_BATCH`` people (see
         :meth:`_FusedNetwork.fixed_scores`), for scoring the same people again with other weights:
-        filled when empty, used when full.
+        filled when empty, used when full. Without it, chunks hold at most ``SCORE_CHUNK_FLOATS``
+        scores.
         """
         net = self._net
         net.eval()
         out = np.empty((history.shape[0], net.n_items), dtype=np.float32)
-        for chunk, start in enumerate(range(0, history.shape[0], SCORE_BATCH)):
-            stop = min(start + SCORE_BATCH, history.shape[0])
+        rows = SCORE_BATCH if fixed is not None else \
+            min(SCORE_BATCH, max(1, SCORE_CHUNK_FLOATS // max(net.n_items, 1)))
+        for chunk, start in enumerate(range(0, history.shape[0], rows)):
+            stop = min(start + rows, history.shape[0])
             kept = fixed is not None and chunk < len(fixed)
             inputs = self._inputs(static[start:stop], behaviour[start:stop], history[start:stop],
                                   neighbours=not kept)
