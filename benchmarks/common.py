@@ -68,13 +68,10 @@ SPEED_SIZES = {100_000: (10_000, 2_000), 1_000_000: (100_000, 20_000)}
 
 
 def speed_dataset(n_interactions: int):
-    """The speed runs' data set of ``n_interactions`` (a key of :data:`SPEED_SIZES`)."""
-    from recommender import Dataset
-    from recommender.synthetic import generate
-
+    """The speed runs' data set of ``n_interactions`` (a key of :data:`SPEED_SIZES`; the generator's default
+    profile strength, 0.6)."""
     n_users, n_items = SPEED_SIZES[n_interactions]
-    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=3)
-    return Dataset.from_frames(data.interactions, data.users, data.items, name="speed")
+    return synthetic_dataset(0.6, n_users, n_items, n_interactions, seed=3)
 
 
 def new_profile_latency_ms(model, dataset, repeats: int = 20) -> float:

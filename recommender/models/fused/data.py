@@ -143,8 +143,7 @@ def _content_neighbours(features: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     k = min(int(k), max(n_items - 1, 0))
     if k <= 0 or features.shape[1] == 0:
         return np.zeros((n_items, 0), dtype=np.int64), np.zeros((n_items, 0), dtype=np.float32)
-    matrix = top_k_similarity(_unit_rows(features), k).tocsr()
-    matrix.sort_indices()
+    matrix = top_k_similarity(_unit_rows(features), k)          # CSR, indices sorted
     counts = np.diff(matrix.indptr)
     row_of = np.repeat(np.arange(n_items), counts)
     rank = _rank_in_rows(row_of, -matrix.data.astype(np.float64), counts)

@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 #: Most floats that keeping the validation people's fixed-source scores between epochs may take.
 VALIDATION_CACHE_FLOATS = 16_000_000
 
-#: Most scores (people x items) in one chunk of ``FusedRecommender._score_arrays`` when no source
-#: scores are kept between calls. A chunk computes every source for all its people at once (six
+#: Most scores (people x items) in one chunk of people scored against the whole catalogue
+#: (``FusedRecommender._score_arrays`` when no source scores are kept between calls, and the
+#: per-user statistics for new items). A chunk computes every source for all its people at once (six
 #: people x items tensors and their temporaries): at 100,000 items a chunk of SCORE_BATCH (1,024)
 #: people took gigabytes, and the validation's chunks made the memory peaks of a fit (1,000,000
 #: interactions: 1.05 GB between validations, 1.6 GB during them). Catalogues below 31,250 items
@@ -751,8 +752,7 @@ class FusedRecommender(_GateCalibration, Recommender):
         net = self._net
         net.eval()
         out = np.empty((history.shape[0], net.n_items), dtype=np.float32)
-        rows = SCORE_BATCH if fixed is not None else \
-            min(SCORE_BATCH, max(1, SCORE_CHUNK_FLOATS // max(net.n_items, 1)))
+        rows = SCORE_BATCH if fixed is not None else self._catalogue_rows()
         for chunk, start in enumerate(range(0, history.shape[0], rows)):
             stop = min(start + rows, history.shape[0])
             kept = fixed is not None and chunk < len(fixed)
@@ -764,6 +764,10 @@ class FusedRecommender(_GateCalibration, Recommender):
             scores = net.logits(*inputs, self._content, self._id_mask, fixed=None if fixed is None else fixed[chunk])
             out[start:stop] = scores.float().cpu().numpy()
         return out
+
+    def _catalogue_rows(self) -> int:
+        """People scored against the whole catalogue at once: SCORE_BATCH, fewer above SCORE_CHUNK_FLOATS scores."""
+        return min(SCORE_BATCH, max(1, SCORE_CHUNK_FLOATS // max(self._net.n_items, 1)))
 
     def _check_new_inputs(self, static, behaviour, history) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
         config = self._config
@@ -1120,8 +1124,9 @@ class FusedRecommender(_GateCalibration, Recommender):
         if self._new_item_cache is None:
             net, dataset = self._net, self.dataset
             parts, shared = [], {}
-            for start in range(0, dataset.n_users, SCORE_BATCH):
-                index = np.arange(start, min(start + SCORE_BATCH, dataset.n_users))
+            rows = self._catalogue_rows()
+            for start in range(0, dataset.n_users, rows):
+                index = np.arange(start, min(start + rows, dataset.n_users))
                 _, static, behaviour, history = self._known_user_inputs(index)
                 statistics: dict[str, torch.Tensor] = {}
                 gate, _ = net.source_scores(*self._inputs(static, behaviour, history, neighbours=False),
