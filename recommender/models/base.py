@@ -38,6 +38,9 @@ def register(cls: type) -> type:
 #: How many users are scored at once (bounds memory at batch x n_items floats).
 SCORE_BATCH = 1024
 
+#: Scores that :func:`top_k` partially sorts at once (its temporaries take 12 bytes per score).
+TOP_K_BLOCK_FLOATS = 4_000_000
+
 
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the ``k`` best items per row, best first.
@@ -47,7 +50,9 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     scores : ndarray of float, shape (n_rows, n_items)
         Modified in place where ``exclude`` is set.
     k : int
-        Clipped to the catalogue size (minus excluded items, which come back as -1 / -inf).
+        Clipped to the catalogue size. Excluded items come last, with the score -inf, where fewer
+        than ``k`` items remain. Items tied with the ``k``-th best are kept as the partial sort
+        picks them (the same every run); within the result, ties are ordered by item index.
     exclude : scipy.sparse.csr_matrix, shape (n_rows, n_items), optional
         Non-zero entries are never recommended.
 
@@ -61,17 +66,24 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     if exclude is not None and exclude.nnz:
         coo = exclude.tocoo()
         scores[coo.row, coo.col] = -np.inf
+    items = np.zeros((n_rows, k), dtype=np.int64)
+    values = np.zeros((n_rows, k), dtype=np.float32)
     if k == 0:
-        return np.zeros((n_rows, 0), dtype=np.int64), np.zeros((n_rows, 0), dtype=np.float32)
-    if k < n_items:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(n_items), (n_rows, 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # Stable tie-break on the item index keeps results reproducible.
-    order = np.lexsort((part, -part_scores), axis=1)
-    items = np.take_along_axis(part, order, axis=1)
-    values = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+        return items, values
+    # The partial sort needs a negated copy and an int64 index of its whole input: done in blocks
+    # of rows, they stay at TOP_K_BLOCK_FLOATS entries (1,000 users x 100,000 items would be 1.2 GB).
+    rows = max(1, TOP_K_BLOCK_FLOATS // n_items)
+    for start in range(0, n_rows, rows):
+        block = scores[start:start + rows]
+        if k < n_items:
+            part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        else:
+            part = np.tile(np.arange(n_items), (len(block), 1))
+        part_scores = np.take_along_axis(block, part, axis=1)
+        # Within the k, ties are ordered by item index.
+        order = np.lexsort((part, -part_scores), axis=1)
+        items[start:start + rows] = np.take_along_axis(part, order, axis=1)
+        values[start:start + rows] = np.take_along_axis(part_scores, order, axis=1)
     return items, values
 
 

@@ -217,3 +217,29 @@ def test_runs_on_each_available_device(name, device, dataset, new_profiles):
     assert isinstance(scores, np.ndarray) and scores.dtype == np.float32 and np.isfinite(scores).all()
     assert len(model.recommend(list(dataset.user_ids[:3]), k=4)) == 12
     assert len(model.recommend_new_users(new_profiles, k=4)) == 12
+
+
+@pytest.mark.parametrize("k", [1, 3, 6, 9])
+def test_top_k_in_blocks_of_rows_equals_one_block(monkeypatch, k):
+    """The shared ranking partially sorts a few rows at a time (bounded memory) with the same result."""
+    import scipy.sparse as sp
+
+    from recommender.models import base
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(23, 6)).astype(np.float32)     # many ties
+    exclude = sp.random(23, 6, density=0.3, random_state=1, format="csr")
+    whole_items, whole_values = base.top_k(scores.copy(), k, exclude)
+    monkeypatch.setattr(base, "TOP_K_BLOCK_FLOATS", 2 * 6 + 5)        # two rows at a time
+    items, values = base.top_k(scores.copy(), k, exclude)
+    np.testing.assert_array_equal(items, whole_items)
+    np.testing.assert_array_equal(values, whole_values)
+    # Best first with the k best values; ties within them by item index; excluded items only last, at -inf.
+    for row in range(23):
+        allowed = np.setdiff1d(np.arange(6), exclude[row].indices)
+        best = np.sort(scores[row, allowed])[::-1][:k]
+        n = len(best)
+        np.testing.assert_array_equal(values[row][:n], best)
+        assert set(items[row][:n]) <= set(allowed)
+        assert all(items[row][i] < items[row][i + 1] for i in range(n - 1) if values[row][i] == values[row][i + 1])
+        assert np.isneginf(values[row][n:]).all() and len(set(items[row])) == len(items[row])

@@ -446,6 +446,35 @@ def test_scoring_chunks_hold_at_most_score_chunk_floats(planted, planted_model, 
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
+def test_validation_ndcg_chunk_by_chunk_equals_the_whole_score_matrix(planted, monkeypatch):
+    """Validation never holds every validation person's catalogue scores at once, and loses nothing by it."""
+    monkeypatch.setattr(fused_model, "VALIDATION_CACHE_FLOATS", 0)   # no kept scores: bounded chunks
+    monkeypatch.setattr(fused_model, "SCORE_CHUNK_FLOATS", 7 * planted.n_items + 3)
+    pairs, chunks = [], []
+    validate, score_chunks = FusedRecommender._validate, FusedRecommender._score_chunks
+
+    def counted(self, *args, **kwargs):
+        for start, stop, scores in score_chunks(self, *args, **kwargs):
+            chunks.append(stop - start)
+            yield start, stop, scores
+
+    def checked(self, prepared):
+        metrics = validate(self, prepared)
+        for kind, entry in prepared.validation.items():
+            whole = self._score_arrays(prepared.static[entry.users], entry.behaviour, entry.history)
+            pairs.append((metrics[f"val_ndcg@10_{kind}"], float(np.mean(fused_data._ndcg(
+                whole, entry.history, entry.relevant)))))
+        return metrics
+
+    monkeypatch.setattr(FusedRecommender, "_score_chunks", counted)
+    monkeypatch.setattr(FusedRecommender, "_validate", checked)
+    FusedRecommender(**{**FAST, "max_epochs": 2}, warmup_epochs=0, seed=0).fit(planted)
+    assert max(chunks) == 7 and chunks.count(7) > len(pairs)   # several chunks per kind of people
+    assert len(pairs) >= 4 and any(value > 0 for value, _ in pairs)
+    for chunked, whole in pairs:
+        assert chunked == pytest.approx(whole, abs=1e-12)
+
+
 def test_epoch_steps_of_a_pass_or_more_train_exactly_like_full_passes(planted):
     users = np.arange(30)
     full = FusedRecommender(**FAST, epoch_steps=None, seed=2).fit(planted)

@@ -708,9 +708,11 @@ class FusedRecommender(_GateCalibration, Recommender):
         keep = prepared.n_validation_users * self._net.n_items * 3 <= VALIDATION_CACHE_FLOATS
         for kind, validation in prepared.validation.items():
             fixed = prepared.validation_fixed.setdefault(kind, []) if keep else None
-            scores = self._score_arrays(prepared.static[validation.users], validation.behaviour, validation.history,
-                                        fixed)
-            ndcg = _ndcg(scores, validation.history, validation.relevant)
+            # NDCG chunk by chunk: the whole (people, catalogue) score matrix is never held at once.
+            ndcg = np.concatenate([
+                _ndcg(scores, validation.history[start:stop], validation.relevant[start:stop])
+                for start, stop, scores in self._score_chunks(prepared.static[validation.users],
+                                                              validation.behaviour, validation.history, fixed)])
             metrics[f"val_ndcg@{VALIDATION_K}_{kind}"] = float(np.mean(ndcg))
             values.append(metrics[f"val_ndcg@{VALIDATION_K}_{kind}"])
         if values:
@@ -749,9 +751,17 @@ class FusedRecommender(_GateCalibration, Recommender):
         filled when empty, used when full. Without it, chunks hold at most ``SCORE_CHUNK_FLOATS``
         scores.
         """
+        out = np.empty((history.shape[0], self._net.n_items), dtype=np.float32)
+        for start, stop, scores in self._score_chunks(static, behaviour, history, fixed):
+            out[start:stop] = scores
+        return out
+
+    @torch.no_grad()
+    def _score_chunks(self, static: np.ndarray, behaviour: np.ndarray, history: sp.spmatrix,
+                      fixed: list[dict[str, torch.Tensor]] | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, scores)`` for consecutive chunks of people: :meth:`_score_arrays` one chunk at a time."""
         net = self._net
         net.eval()
-        out = np.empty((history.shape[0], net.n_items), dtype=np.float32)
         rows = SCORE_BATCH if fixed is not None else self._catalogue_rows()
         for chunk, start in enumerate(range(0, history.shape[0], rows)):
             stop = min(start + rows, history.shape[0])
@@ -762,8 +772,7 @@ class FusedRecommender(_GateCalibration, Recommender):
                 _, items, _, n_history, neighbour_scores = inputs
                 fixed.append(net.fixed_scores(items, n_history, neighbour_scores, self._content, self._id_mask))
             scores = net.logits(*inputs, self._content, self._id_mask, fixed=None if fixed is None else fixed[chunk])
-            out[start:stop] = scores.float().cpu().numpy()
-        return out
+            yield start, stop, scores.float().cpu().numpy()
 
     def _catalogue_rows(self) -> int:
         """People scored against the whole catalogue at once: SCORE_BATCH, fewer above SCORE_CHUNK_FLOATS scores."""
