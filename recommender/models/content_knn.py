@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, HistoryRecommender, Recommender, register
+from .base import Callback, HistoryRecommender, register
 
 logger = logging.getLogger(__name__)
 
