@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -112,15 +113,27 @@ def display_table(table: pd.DataFrame, group: str | None = None):
             .format({c: "{:.1f}" if c == "Training s" else "{:.3f}" for c in numeric}, na_rep="–"))
 
 
+def model_colours(models) -> dict[str, str]:
+    """One colour per model, the same in every chart of the page (by the model's place in the comparison)."""
+    return {model: charts.COLOURS[position % len(charts.COLOURS)] for position, model in enumerate(models)}
+
+
 def metric_bar(table: pd.DataFrame, metric: str) -> go.Figure:
-    """One metric across models; the best bar in the accent colour."""
+    """One metric across models, each in its own colour; the best bar labelled "best" and outlined."""
     values = table[metric].astype(float)
     lower = metric.split("@")[0] in LOWER_IS_BETTER
     best = values.min() if lower else values.max()
-    colours = [charts.COLOURS[3] if value == best else charts.COLOURS[0] for value in values]
+    is_best = (values == best).to_numpy()
+    colours = model_colours(table.index)
     figure = go.Figure(go.Bar(x=charts.plot_texts(model_label(name) for name in table.index), y=values,
-                              marker_color=colours, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+                              marker=dict(color=[colours[name] for name in table.index],
+                                          line=dict(color="#111827", width=[2 if b else 0 for b in is_best])),
+                              text=["best" if b else "" for b in is_best], textposition="outside",
+                              cliponaxis=False, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     figure.update_xaxes(type="category")
+    top = float(np.nanmax(values)) if values.notna().any() else 0.0
+    if np.isfinite(top) and top > 0:
+        figure.update_yaxes(range=[0, top * 1.18])    # room for the "best" label
     direction = "lower is better" if lower else "higher is better"
     return charts.style(figure, title=f"{metric_label(metric)} ({direction})", height=260)
 
@@ -129,13 +142,14 @@ def attribute_label(attribute: str) -> str:
     return "activity level (interactions the model saw)" if attribute == "activity" else attribute
 
 
-def breakdown_figure(frame: pd.DataFrame, metric: str, attribute: str) -> go.Figure:
-    """Grouped bars: one group per attribute value (with its size), one bar per model."""
+def breakdown_figure(frame: pd.DataFrame, metric: str, attribute: str, models) -> go.Figure:
+    """Grouped bars: one group per attribute value (with its size), one bar per model (``models``: their order)."""
     labels = [f"{charts.plot_text(value)} (n={int(n):,})" for value, n in zip(frame.index, frame["n_users"])]
     figure = go.Figure()
-    for position, model in enumerate(c for c in frame.columns if c != "n_users"):
+    colours = model_colours(models)
+    for model in (c for c in frame.columns if c != "n_users"):
         figure.add_trace(go.Bar(x=labels, y=frame[model], name=charts.plot_text(model_label(model)),
-                                marker_color=charts.COLOURS[position % len(charts.COLOURS)],
+                                marker_color=colours.get(model, charts.COLOURS[-1]),
                                 hovertemplate="%{x}: %{y:.3f}<extra>" + charts.plot_text(model_label(model))
                                 + "</extra>"))
     figure.update_layout(barmode="group")
@@ -198,7 +212,8 @@ def show_result(result: ComparisonResult, key: str) -> None:
     if table.empty:
         return
     st.dataframe(display_table(table.reset_index()), hide_index=True, width="stretch", key=f"table_{key}")
-    st.caption("Highlighted: the best value of each column. "
+    st.caption("Highlighted: the best value of each column. In the charts each model keeps its colour and the best "
+               "bar is marked *best*. "
                + " · ".join(f"**{metric_label(m)}**: {METRIC_HELP[m]}" for m in ("ndcg", "recall", "coverage",
                                                                                  "avg_popularity")))
     metrics = [m.format(k=result.k) for m in CHART_METRICS if m.format(k=result.k) in table.columns]
@@ -223,7 +238,7 @@ def show_result(result: ComparisonResult, key: str) -> None:
         st.info("No group has enough test users to show (at least "
                 f"{result.min_group_size} are needed, to protect privacy and avoid noise).")
     else:
-        st.plotly_chart(breakdown_figure(frame, metric, attribute), width="stretch", config=charts.PLOTLY_CONFIG,
+        st.plotly_chart(breakdown_figure(frame, metric, attribute, table.index), width="stretch", config=charts.PLOTLY_CONFIG,
                         key=f"breakdown_chart_{key}")
     if suppressed:
         st.caption(f"{suppressed} group(s) with fewer than {result.min_group_size} test users are not shown.")

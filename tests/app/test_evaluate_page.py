@@ -5,6 +5,8 @@ rerun the page, as the page's polling fragment would.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from recommender import Dataset
@@ -58,6 +60,15 @@ def test_a_warm_run_shows_the_table_summary_charts_and_breakdown(open_page, smal
     assert not at.exception
     chart = next(chart for chart in at.get("plotly_chart") if chart.key == "breakdown_chart_warm")
     assert "gender" in chart.proto.spec and "(n=" in chart.proto.spec   # groups carry their sizes
+
+    # Each model keeps one colour in every chart; the best bar is labelled, not recoloured.
+    by_model = json.loads(chart.proto.spec)["data"]
+    colours = {trace["name"]: trace["marker"]["color"] for trace in by_model}
+    assert len(set(colours.values())) == 2
+    for key in ("bar_warm_ndcg@10", "bar_warm_coverage", "bar_warm_avg_popularity"):
+        bar = json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)["data"][0]
+        assert dict(zip(bar["x"], bar["marker"]["color"])) == colours
+        assert sorted(bar["text"]) == ["", "best"]
 
 
 def test_run_all_protocols_gives_one_table_with_the_protocol_as_a_column(open_page, small_dataset):
