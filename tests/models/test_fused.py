@@ -433,6 +433,35 @@ def test_the_calibration_reads_kept_scores_across_uneven_chunks(planted, monkeyp
     np.testing.assert_array_equal(kept.score_users(users), recomputed.score_users(users))
 
 
+def test_calibration_batches_hold_at_most_score_chunk_floats_of_stacked_sources(planted, monkeypatch):
+    """The calibration stacks every source's scores of the whole catalogue per person: large catalogues
+    take fewer people at once (the 10M fit's memory peak), with the same choices."""
+    settings = {**FAST, "max_epochs": 3, "warmup_epochs": 0}
+    whole = FusedRecommender(**settings, seed=5).fit(planted)
+    calls: list[int] = []
+    during: list[bool] = []
+    candidates, source_scores = FusedRecommender._calibration_candidates, _FusedNetwork.source_scores
+
+    def calibrating(self, *args, **kwargs):
+        during.append(True)
+        try:
+            return candidates(self, *args, **kwargs)
+        finally:
+            during.pop()
+
+    def recorded(net, *args, **kwargs):
+        if during:
+            calls.append(len(args[0]))
+        return source_scores(net, *args, **kwargs)
+
+    monkeypatch.setattr(FusedRecommender, "_calibration_candidates", calibrating)
+    monkeypatch.setattr(_FusedNetwork, "source_scores", recorded)
+    monkeypatch.setattr(fused_model, "SCORE_CHUNK_FLOATS", 4 * planted.n_items * len(SOURCES) + 1)
+    bounded = FusedRecommender(**settings, seed=5).fit(planted)
+    assert max(calls) == 4
+    assert bounded._config == whole._config
+
+
 def test_scoring_chunks_hold_at_most_score_chunk_floats(planted, planted_model, monkeypatch):
     """Large catalogues are scored a few people at a time (every source is computed for a whole chunk)."""
     model, users = planted_model, np.arange(planted.n_users)

@@ -169,8 +169,10 @@ class _GateCalibration:
         cold_items = torch.nonzero(self._id_mask == 0).squeeze(1)
         cold_complete = len(cold_items) <= width * len(SOURCES)
         parts: list[dict] = []
-        # Batches never straddle two of validation's kept chunks.
-        starts = sorted({*range(0, len(entry.users), CALIBRATION_BATCH), *range(0, len(entry.users), SCORE_BATCH)})
+        # Batches never straddle two of validation's kept chunks. Each stacks every source's scores
+        # of the whole catalogue: at most SCORE_CHUNK_FLOATS of them (53 people at 100,000 items).
+        batch = min(CALIBRATION_BATCH, self._catalogue_rows(per_item=len(SOURCES)))
+        starts = sorted({*range(0, len(entry.users), batch), *range(0, len(entry.users), SCORE_BATCH)})
         for start, stop in zip(starts, starts[1:] + [len(entry.users)]):
             statistics: dict = {}
             kept = None
@@ -181,8 +183,10 @@ class _GateCalibration:
                                                         entry.history[start:stop], neighbours=kept is None),
                                           self._content, self._id_mask, statistics=statistics, fixed=kept)
             z = torch.stack([scores[source] for source in SOURCES], dim=1)              # (b, S, n_items)
+            del scores
             seen = torch.from_numpy(entry.history[start:stop].toarray() > 0).to(device)
-            top = z.masked_fill(seen[:, None, :], float("-inf")).topk(width, dim=2)
+            # In place: the seen items' z are never read again (they are invalid candidates, set to 0).
+            top = z.masked_fill_(seen[:, None, :], float("-inf")).topk(width, dim=2)
             items = top.indices.reshape(stop - start, -1)                               # (b, S * width)
             if cold_complete and len(cold_items):
                 items = torch.cat([items, cold_items.expand(stop - start, -1)], dim=1)

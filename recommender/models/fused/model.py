@@ -774,9 +774,12 @@ class FusedRecommender(_GateCalibration, Recommender):
             scores = net.logits(*inputs, self._content, self._id_mask, fixed=None if fixed is None else fixed[chunk])
             yield start, stop, scores.float().cpu().numpy()
 
-    def _catalogue_rows(self) -> int:
-        """People scored against the whole catalogue at once: SCORE_BATCH, fewer above SCORE_CHUNK_FLOATS scores."""
-        return min(SCORE_BATCH, max(1, SCORE_CHUNK_FLOATS // max(self._net.n_items, 1)))
+    def _catalogue_rows(self, per_item: int = 1) -> int:
+        """People scored against the whole catalogue at once: SCORE_BATCH, fewer above SCORE_CHUNK_FLOATS scores.
+
+        ``per_item``: values kept per person and item (the gate calibration stacks all its sources).
+        """
+        return min(SCORE_BATCH, max(1, SCORE_CHUNK_FLOATS // max(self._net.n_items * per_item, 1)))
 
     def _check_new_inputs(self, static, behaviour, history) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
         config = self._config
