@@ -51,8 +51,8 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
         Modified in place where ``exclude`` is set.
     k : int
         Clipped to the catalogue size. Excluded items come last, with the score -inf, where fewer
-        than ``k`` items remain. Items tied with the ``k``-th best are kept as the partial sort
-        picks them (the same every run); within the result, ties are ordered by item index.
+        than ``k`` items remain. Ties are broken by item index (lowest first), also between the
+        items tied with the ``k``-th best, so the same scores give the same list on every machine.
     exclude : scipy.sparse.csr_matrix, shape (n_rows, n_items), optional
         Non-zero entries are never recommended.
 
@@ -77,14 +77,35 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
         block = scores[start:start + rows]
         if k < n_items:
             part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            part_scores = np.take_along_axis(block, part, axis=1)
+            _lowest_tied_items(block, k, part, part_scores)
         else:
             part = np.tile(np.arange(n_items), (len(block), 1))
-        part_scores = np.take_along_axis(block, part, axis=1)
+            part_scores = block.copy()
         # Within the k, ties are ordered by item index.
         order = np.lexsort((part, -part_scores), axis=1)
         items[start:start + rows] = np.take_along_axis(part, order, axis=1)
         values[start:start + rows] = np.take_along_axis(part_scores, order, axis=1)
     return items, values
+
+
+def _lowest_tied_items(block: np.ndarray, k: int, part: np.ndarray, part_scores: np.ndarray) -> None:
+    """Where items tie with the ``k``-th best, keep those with the lowest indices (``part`` edited in place).
+
+    Which tied items ``np.argpartition`` keeps depends on its algorithm, and NumPy picks a SIMD variant
+    by processor (AVX-512, AVX2 or none), so the same scores could give different lists on two
+    machines. Rows without such a tie (almost all, with learnt scores) cost one comparison pass.
+    """
+    kth = part_scores.min(axis=1, keepdims=True)
+    rows = np.flatnonzero((block == kth).sum(axis=1) > (part_scores == kth).sum(axis=1))
+    if not len(rows):
+        return
+    scores, kth = block[rows], kth[rows]
+    better, tied = scores > kth, scores == kth
+    needed = k - better.sum(axis=1, keepdims=True)
+    chosen = better | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= needed))
+    part[rows] = np.nonzero(chosen)[1].reshape(len(rows), k)
+    part_scores[rows] = np.take_along_axis(scores, part[rows], axis=1)
 
 
 class Recommender(ABC):
