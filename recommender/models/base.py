@@ -78,7 +78,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
         if k < n_items:
             part = np.argpartition(-block, k - 1, axis=1)[:, :k]
             part_scores = np.take_along_axis(block, part, axis=1)
-            _lowest_tied_items(block, k, part, part_scores)
+            keep_lowest_tied(block, k, part, part_scores)
         else:
             part = np.tile(np.arange(n_items), (len(block), 1))
             part_scores = block.copy()
@@ -89,23 +89,32 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     return items, values
 
 
-def _lowest_tied_items(block: np.ndarray, k: int, part: np.ndarray, part_scores: np.ndarray) -> None:
-    """Where items tie with the ``k``-th best, keep those with the lowest indices (``part`` edited in place).
+def keep_lowest_tied(values: np.ndarray, k: int, part: np.ndarray, part_values: np.ndarray,
+                     largest: bool = True) -> None:
+    """After ``np.argpartition``: where items tie with the ``k``-th best, keep those with the lowest indices.
 
-    Which tied items ``np.argpartition`` keeps depends on its algorithm, and NumPy picks a SIMD variant
-    by processor (AVX-512, AVX2 or none), so the same scores could give different lists on two
-    machines. Rows without such a tie (almost all, with learnt scores) cost one comparison pass.
+    ``part`` (the ``k`` positions per row of ``values`` the partial sort kept, ``part_values`` their
+    values) is edited in place; the values do not change. ``largest=False`` when the best values
+    are the smallest. Which tied items
+    ``np.argpartition`` keeps depends on its algorithm, and NumPy picks a SIMD variant by processor
+    (AVX-512, AVX2 or none), so the same values could give different lists on two machines. Rows
+    without such a tie (almost all, with learnt scores) cost two passes: compare and count.
     """
-    kth = part_scores.min(axis=1, keepdims=True)
-    rows = np.flatnonzero((block == kth).sum(axis=1) > (part_scores == kth).sum(axis=1))
+    kth = part_values.min(axis=1, keepdims=True) if largest else part_values.max(axis=1, keepdims=True)
+    tied = values == kth
+    kept = part_values == kth
+    n_kept = kept.sum(axis=1)
+    rows = np.flatnonzero(tied.sum(axis=1) > n_kept)
     if not len(rows):
         return
-    scores, kth = block[rows], kth[rows]
-    better, tied = scores > kth, scores == kth
-    needed = k - better.sum(axis=1, keepdims=True)
-    chosen = better | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= needed))
-    part[rows] = np.nonzero(chosen)[1].reshape(len(rows), k)
-    part_scores[rows] = np.take_along_axis(scores, part[rows], axis=1)
+    # The partial sort kept every better item and n_kept of the tied ones: swap those for the
+    # n_kept tied items with the lowest indices (np.nonzero lists each row's columns in order).
+    row, column = np.nonzero(tied[rows])
+    rank = np.arange(len(row)) - np.searchsorted(row, row)
+    lowest = column[rank < n_kept[rows][row]]
+    subset = part[rows]
+    subset[kept[rows]] = lowest
+    part[rows] = subset
 
 
 class Recommender(ABC):

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, HistoryRecommender, register
+from .base import Callback, HistoryRecommender, keep_lowest_tied, register
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def top_k_similarity(unit: np.ndarray, k: int) -> sp.csr_matrix:
     -----
     All pairs, block by block: the product runs on BLAS's threads while a second thread picks the
     previous block's ``k`` largest (``np.argpartition`` uses one core and releases the GIL). The
-    block is negated in place for the partition rather than copied.
+    block is negated in place for the partition rather than copied. Ties with the ``k``-th largest
+    similarity keep the lowest indices (:func:`~recommender.models.base.keep_lowest_tied`).
     """
     n = unit.shape[0]
     k = min(int(k), max(n - 1, 0))
@@ -59,7 +60,9 @@ def top_k_similarity(unit: np.ndarray, k: int) -> sp.csr_matrix:
 
     def largest(start: int, negated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         neighbours = np.argpartition(negated, k - 1, axis=1)[:, :k]
-        weights = -np.take_along_axis(negated, neighbours, axis=1)
+        kept = np.take_along_axis(negated, neighbours, axis=1)
+        keep_lowest_tied(negated, k, neighbours, kept, largest=False)
+        weights = -kept
         keep = weights > 0
         rows = np.broadcast_to(np.arange(start, start + len(negated))[:, None], neighbours.shape)
         return rows[keep], neighbours[keep], weights[keep]

@@ -259,6 +259,24 @@ def test_content_neighbours_match_a_brute_force_ranking_block_by_block(monkeypat
     assert matrix[[3, 40]].nnz == 0 and matrix[:, [3, 40]].nnz == 0 and matrix.diagonal().sum() == 0
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 40])
+def test_content_neighbours_tied_with_the_kth_keep_the_lowest_indices(monkeypatch, block_rows):
+    """Items with the same features tie exactly; which of them become neighbours must not be up to
+    np.argpartition's algorithm (its SIMD variant depends on the processor)."""
+    rng = np.random.default_rng(1)
+    kinds = rng.normal(size=(4, 5))
+    features = kinds[rng.integers(0, 4, size=40)]      # 40 items, four distinct feature rows
+    unit = content_knn._unit_rows(features)
+    monkeypatch.setattr(content_knn, "_BLOCK_FLOATS", 40 * block_rows)
+    matrix = content_knn.top_k_similarity(unit, 6)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    for row in range(40):
+        ranked = sorted(range(40), key=lambda column: (-similarity[row, column], column))[:6]
+        expected = sorted(column for column in ranked if similarity[row, column] > 0)
+        assert matrix.indices[matrix.indptr[row]:matrix.indptr[row + 1]].tolist() == expected, row
+
+
 def test_content_knn_without_history_is_popularity():
     dataset = Dataset.from_frames(*_catalogue())
     profiles = pd.DataFrame({"user_id": ["someone"]})
