@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, Recommender, register
+from .base import Callback, Recommender, keep_lowest_tied, register
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,10 @@ def neighbour_scores(queries: np.ndarray, pool_columns: np.ndarray, pool_users: 
     -------
     ndarray of float32, shape (n, n_items) or (n, len(columns))
 
-    Neighbours are chosen per row with ``argpartition``, whose choice among tied similarities
-    depends only on that row: a person's scores never depend on who else is in the batch.
+    Neighbours are chosen per row with ``argpartition``; among pool users tied with the ``k``-th
+    similarity (people with the same profile often are), those listed first are kept
+    (:func:`~recommender.models.base.keep_lowest_tied`). The choice depends only on that row: a
+    person's scores never depend on who else is in the batch, nor on the processor.
     """
     n_rows, n_pool = queries.shape[0], pool_columns.shape[1]
     out = np.zeros((n_rows, pool_items.shape[1] if columns is None else len(columns)), dtype=np.float32)
@@ -87,9 +89,11 @@ def neighbour_scores(queries: np.ndarray, pool_columns: np.ndarray, pool_users: 
             similarity[np.flatnonzero(own), position[own]] = -np.inf
         if k < n_pool:
             neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
+            weights = np.take_along_axis(similarity, neighbours, axis=1)
+            keep_lowest_tied(similarity, k, neighbours, weights)
         else:
             neighbours = np.tile(np.arange(n_pool), (stop - start, 1))
-        weights = np.take_along_axis(similarity, neighbours, axis=1)
+            weights = np.take_along_axis(similarity, neighbours, axis=1)
         weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
         totals = weights.sum(axis=1, keepdims=True)
         weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)

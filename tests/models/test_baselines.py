@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recommender import Dataset
 from recommender.models import content_knn
@@ -275,6 +276,26 @@ def test_content_neighbours_tied_with_the_kth_keep_the_lowest_indices(monkeypatc
         ranked = sorted(range(40), key=lambda column: (-similarity[row, column], column))[:6]
         expected = sorted(column for column in ranked if similarity[row, column] > 0)
         assert matrix.indices[matrix.indptr[row]:matrix.indptr[row + 1]].tolist() == expected, row
+
+
+def test_profile_neighbours_tied_with_the_kth_are_the_first_pool_users():
+    """People with the same profile tie exactly; the k neighbours must not be up to np.argpartition's
+    algorithm: the pool users listed first win, whatever the batch."""
+    from recommender.models.profile_knn import neighbour_scores
+
+    rng = np.random.default_rng(2)
+    kinds = np.eye(3, dtype=np.float32)
+    pool_kind = rng.integers(0, 3, size=30)
+    pool_items = sp.csr_matrix(np.eye(30, dtype=np.float32))        # pool user j picked item j only
+    queries = kinds[[0, 1, 2, 0]]
+    scores = neighbour_scores(queries, kinds[pool_kind].T.copy(), np.arange(30), pool_items, k=4)
+    one_by_one = np.vstack([neighbour_scores(queries[[i]], kinds[pool_kind].T.copy(), np.arange(30), pool_items, k=4)
+                            for i in range(4)])
+    np.testing.assert_array_equal(scores, one_by_one)
+    for row, kind in enumerate([0, 1, 2, 0]):
+        expected = np.flatnonzero(pool_kind == kind)[:4]                # the first four of that profile
+        assert np.flatnonzero(scores[row]).tolist() == expected.tolist()
+        np.testing.assert_allclose(scores[row, expected], 0.25)
 
 
 def test_content_knn_without_history_is_popularity():
