@@ -260,3 +260,32 @@ def test_top_k_breaks_every_tie_by_the_lowest_item_index():
                                                                 item))[:k]
             assert list(items[row]) == expected, (trial, row)
             assert all(np.isneginf(values[row][i]) == (item in excluded) for i, item in enumerate(expected))
+
+
+def test_rankings_do_not_depend_on_numpys_simd_variant():
+    """np.argpartition picks other tied items with AVX-512, AVX2 or neither (NumPy chooses by processor;
+    NPY_DISABLE_CPU_FEATURES makes this machine act like an older one): the rankings must not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import hashlib, numpy as np\n"
+        "from recommender.models.base import top_k\n"
+        "from recommender.models import content_knn\n"
+        "rng = np.random.default_rng(0)\n"
+        "scores = np.tile(rng.poisson(3, 2000).astype(np.float32), (50, 1))\n"
+        "features = rng.integers(0, 2, size=(1500, 8)).astype(np.float32)\n"
+        "items, _ = top_k(scores, 10)\n"
+        "near = content_knn.top_k_similarity(content_knn._unit_rows(features), 20)\n"
+        "print(hashlib.md5(items.tobytes() + near.indices.tobytes()).hexdigest())\n")
+    root = Path(__file__).resolve().parents[2]
+    outputs = set()
+    for disabled in ("", "AVX512_ICL X86_V4", "AVX512_ICL X86_V4 X86_V3"):
+        run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                             env={"PATH": "", "PYTHONPATH": str(root), "NPY_DISABLE_CPU_FEATURES": disabled})
+        if run.returncode != 0:
+            assert disabled and "NPY_DISABLE_CPU_FEATURES" in run.stderr, run.stderr   # unknown on this NumPy
+            continue
+        outputs.add(run.stdout.strip())
+    assert len(outputs) == 1
