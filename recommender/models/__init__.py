@@ -8,4 +8,5 @@ from .als import ALSRecommender
 from .content_knn import ContentKNNRecommender
 from .fused import FusedRecommender
 
-__all__ = ["REGISTRY", "Recommender", "register", "PopularityRecommender"]
+__all__ = ["REGISTRY", "Recommender", "register", "PopularityRecommender", "SegmentPopularityRecommender",
+           "ProfileKNNRecommender", "EASERecommender", "ALSRecommender", "ContentKNNRecommender", "FusedRecommender"]

@@ -21,7 +21,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, HistoryRecommender, Recommender, register
+from .base import Callback, HistoryRecommender, register
 
 logger = logging.getLogger(__name__)
 

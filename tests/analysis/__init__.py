@@ -5,7 +5,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from recommender import Dataset
 from recommender.models import Recommender
