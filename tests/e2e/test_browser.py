@@ -65,13 +65,27 @@ def go_to(page, label: str, title: str | None = None) -> None:
     wait_idle(page)
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label`` (a combobox: open it, click the option)."""
+def choose(page, label: str, option: str, attempts: int = 3) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` (a combobox: open it, click the option).
+
+    A rerun that starts just after the click (the previous widget's change reaches the server a moment
+    later, see :func:`wait_idle`) redraws the selectbox and closes its list: open it again then.
+    """
     box = main(page).locator("[data-testid='stSelectbox']").filter(
         has=page.locator("[data-testid='stWidgetLabel']", has_text=label))
     combobox = box.first.get_by_role("combobox")
-    combobox.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    wanted = page.get_by_role("option", name=option, exact=True)
+    for _ in range(attempts - 1):
+        combobox.click()
+        try:
+            wanted.wait_for(state="visible", timeout=10_000)
+            break
+        except playwright.TimeoutError:
+            page.keyboard.press("Escape")
+            wait_idle(page)
+    else:
+        combobox.click()
+    wanted.click()
     expect(combobox).to_have_value(option)
     wait_idle(page)
 
