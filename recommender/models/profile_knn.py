@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, Recommender, keep_lowest_tied, register
+from .base import Callback, Recommender, register
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,10 @@ def neighbour_scores(queries: np.ndarray, pool_columns: np.ndarray, pool_users: 
     -------
     ndarray of float32, shape (n, n_items) or (n, len(columns))
 
-    Neighbours are chosen per row with ``argpartition``; among pool users tied with the ``k``-th
-    similarity (people with the same profile often are), those listed first are kept
-    (:func:`~recommender.models.base.keep_lowest_tied`). The choice depends only on that row: a
-    person's scores never depend on who else is in the batch, nor on the processor.
+    Neighbours are chosen per row with ``argpartition``; pool users tied with the ``k``-th
+    similarity (people with the same profile often are) share its places (:func:`_neighbour_weights`).
+    The result depends only on that row: a person's scores never depend on who else is in the
+    batch, nor on the processor or the order of the data.
     """
     n_rows, n_pool = queries.shape[0], pool_columns.shape[1]
     out = np.zeros((n_rows, pool_items.shape[1] if columns is None else len(columns)), dtype=np.float32)
@@ -87,21 +87,47 @@ def neighbour_scores(queries: np.ndarray, pool_columns: np.ndarray, pool_users: 
             position = np.minimum(np.searchsorted(pool_users, exclude[start:stop]), n_pool - 1)
             own = pool_users[position] == exclude[start:stop]
             similarity[np.flatnonzero(own), position[own]] = -np.inf
-        if k < n_pool:
-            neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
-            weights = np.take_along_axis(similarity, neighbours, axis=1)
-            keep_lowest_tied(similarity, k, neighbours, weights)
-        else:
-            neighbours = np.tile(np.arange(n_pool), (stop - start, 1))
-            weights = np.take_along_axis(similarity, neighbours, axis=1)
-        weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0).astype(np.float32)
-        totals = weights.sum(axis=1, keepdims=True)
-        weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
-        rows = np.repeat(np.arange(stop - start), neighbours.shape[1])
-        mixing = sp.csr_matrix((weights.ravel(), (rows, neighbours.ravel())), shape=(stop - start, n_pool))
+        rows, neighbours, weights = _neighbour_weights(similarity, k)
+        weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0)
+        totals = np.bincount(rows, weights=weights, minlength=stop - start)[rows]
+        weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0).astype(np.float32)
+        mixing = sp.csr_matrix((weights, (rows, neighbours)), shape=(stop - start, n_pool))
         product = mixing @ pool_items          # sparse: the k neighbours' items of each query
         out[start:stop] = (product if columns is None else product[:, columns]).toarray()
     return out
+
+
+def _neighbour_weights(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` most similar pool users as ``(row, pool position, similarity)`` entries.
+
+    Where pool users tie with the ``k``-th similarity beyond the ``k`` places (people with the same
+    profile often do), every tied one is kept with the weight ``similarity * places / tied``: the
+    expected weight over every way of breaking the tie, so no tie-break (no processor's partial sort,
+    no order of the data) decides who counts.
+    """
+    n_rows, n_pool = similarity.shape
+    if k >= n_pool:
+        rows = np.repeat(np.arange(n_rows), n_pool)
+        return rows, np.tile(np.arange(n_pool), n_rows), similarity.ravel().astype(np.float64)
+    neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
+    weights = np.take_along_axis(similarity, neighbours, axis=1).astype(np.float64)
+    kth = weights.min(axis=1, keepdims=True)
+    tied = similarity == kth
+    n_tied, n_places = tied.sum(axis=1), (weights == kth).sum(axis=1)
+    shared = n_tied > n_places
+    plain = np.flatnonzero(~shared)
+    rows = [np.repeat(plain, k)]
+    columns, values = [neighbours[plain].ravel()], [weights[plain].ravel()]
+    rows_shared = np.flatnonzero(shared)
+    if len(rows_shared):
+        better_row, better_column = np.nonzero(similarity[rows_shared] > kth[rows_shared])
+        tied_row, tied_column = np.nonzero(tied[rows_shared])
+        share = (n_places / np.maximum(n_tied, 1))[rows_shared]
+        rows += [rows_shared[better_row], rows_shared[tied_row]]
+        columns += [better_column, tied_column]
+        values += [similarity[rows_shared[better_row], better_column].astype(np.float64),
+                   kth[rows_shared[tied_row], 0] * share[tied_row]]
+    return np.concatenate(rows), np.concatenate(columns), np.concatenate(values)
 
 
 @register

@@ -156,8 +156,13 @@ def test_profile_knn_ranks_the_planted_neighbours_items_first():
     assert set(model.recommend("twin2", k=3, exclude_seen=False)["item_id"]) == {"a09", "a10", "a11"}
     newcomer = pd.DataFrame({"user_id": ["newcomer"], "region": ["Moon"], "gender": ["X"], "noise": ["z"],
                              "age": [90]})
-    top = model.recommend_new_users(newcomer, k=3)["item_id"].tolist()
-    assert set(top) in ({"a06", "a07", "a08"}, {"a09", "a10", "a11"})
+    # The newcomer is as close to one twin as to the other: they share the one place, and so do their items.
+    twin_items = ["a06", "a07", "a08", "a09", "a10", "a11"]
+    encoded = dataset.encode_new_users(newcomer, None)
+    scores = model.score_new_users(*encoded)[0]
+    shared = scores[dataset.item_indices(twin_items)]
+    np.testing.assert_allclose(shared, 0.5, atol=1e-3)          # half of each twin (plus a tiny popularity term)
+    assert np.sort(scores)[-len(twin_items) - 1] < shared.min()
 
 
 def test_profile_knn_uses_the_profile_for_new_users():
@@ -278,9 +283,9 @@ def test_content_neighbours_tied_with_the_kth_keep_the_lowest_indices(monkeypatc
         assert matrix.indices[matrix.indptr[row]:matrix.indptr[row + 1]].tolist() == expected, row
 
 
-def test_profile_neighbours_tied_with_the_kth_are_the_first_pool_users():
-    """People with the same profile tie exactly; the k neighbours must not be up to np.argpartition's
-    algorithm: the pool users listed first win, whatever the batch."""
+def test_profile_neighbours_tied_with_the_kth_share_its_places():
+    """People with the same profile tie exactly: every tied pool user counts, the tied ones sharing the
+    places left (the expected weight over every way to break the tie), whatever the batch or the data's order."""
     from recommender.models.profile_knn import neighbour_scores
 
     rng = np.random.default_rng(2)
@@ -293,9 +298,21 @@ def test_profile_neighbours_tied_with_the_kth_are_the_first_pool_users():
                             for i in range(4)])
     np.testing.assert_array_equal(scores, one_by_one)
     for row, kind in enumerate([0, 1, 2, 0]):
-        expected = np.flatnonzero(pool_kind == kind)[:4]                # the first four of that profile
-        assert np.flatnonzero(scores[row]).tolist() == expected.tolist()
-        np.testing.assert_allclose(scores[row, expected], 0.25)
+        same = np.flatnonzero(pool_kind == kind)
+        assert len(same) > 4 and np.flatnonzero(scores[row]).tolist() == same.tolist()
+        np.testing.assert_allclose(scores[row, same], 1.0 / len(same), rtol=1e-6)
+    # The pool in reverse order gives the same scores (no tie-break by position).
+    reverse = np.arange(30)[::-1]
+    again = neighbour_scores(queries, kinds[pool_kind[reverse]].T.copy(), np.arange(30),
+                             pool_items[reverse], k=4)
+    np.testing.assert_allclose(again, scores, rtol=1e-6)
+
+    # Better neighbours keep their full weight; only the tied ones share what is left.
+    pool = np.array([[1.0, 0.0], [0.8, 0.6], [0.8, 0.6], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    items = sp.csr_matrix(np.eye(5, dtype=np.float32))
+    scores = neighbour_scores(np.array([[1.0, 0.0]], dtype=np.float32), pool.T.copy(), np.arange(5), items, k=2)[0]
+    expected = np.array([1.0, 0.8 / 3, 0.8 / 3, 0.8 / 3, 0.0]) / 1.8
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
 
 
 def test_content_knn_without_history_is_popularity():
