@@ -113,18 +113,13 @@ def display_table(table: pd.DataFrame, group: str | None = None):
             .format({c: "{:.1f}" if c == "Training s" else "{:.3f}" for c in numeric}, na_rep="–"))
 
 
-def model_colours(models) -> dict[str, str]:
-    """One colour per model, the same in every chart of the page (by the model's place in the comparison)."""
-    return {model: charts.COLOURS[position % len(charts.COLOURS)] for position, model in enumerate(models)}
-
-
 def metric_bar(table: pd.DataFrame, metric: str) -> go.Figure:
     """One metric across models, each in its own colour; the best bar labelled "best" and outlined."""
     values = table[metric].astype(float)
     lower = metric.split("@")[0] in LOWER_IS_BETTER
     best = values.min() if lower else values.max()
     is_best = (values == best).to_numpy()
-    colours = model_colours(table.index)
+    colours = charts.colour_map(table.index)
     figure = go.Figure(go.Bar(x=charts.plot_texts(model_label(name) for name in table.index), y=values,
                               marker=dict(color=[colours[name] for name in table.index],
                                           line=dict(color="#111827", width=[2 if b else 0 for b in is_best])),
@@ -146,7 +141,7 @@ def breakdown_figure(frame: pd.DataFrame, metric: str, attribute: str, models) -
     """Grouped bars: one group per attribute value (with its size), one bar per model (``models``: their order)."""
     labels = [f"{charts.plot_text(value)} (n={int(n):,})" for value, n in zip(frame.index, frame["n_users"])]
     figure = go.Figure()
-    colours = model_colours(models)
+    colours = charts.colour_map(models)
     for model in (c for c in frame.columns if c != "n_users"):
         figure.add_trace(go.Bar(x=labels, y=frame[model], name=charts.plot_text(model_label(model)),
                                 marker_color=colours.get(model, charts.COLOURS[-1]),
@@ -238,8 +233,8 @@ def show_result(result: ComparisonResult, key: str) -> None:
         st.info("No group has enough test users to show (at least "
                 f"{result.min_group_size} are needed, to protect privacy and avoid noise).")
     else:
-        st.plotly_chart(breakdown_figure(frame, metric, attribute, table.index), width="stretch", config=charts.PLOTLY_CONFIG,
-                        key=f"breakdown_chart_{key}")
+        st.plotly_chart(breakdown_figure(frame, metric, attribute, table.index), width="stretch",
+                        config=charts.PLOTLY_CONFIG, key=f"breakdown_chart_{key}")
     if suppressed:
         st.caption(f"{suppressed} group(s) with fewer than {result.min_group_size} test users are not shown.")
 

@@ -20,6 +20,11 @@ COLOURS = ["#4F46E5", "#0EA5E9", "#F59E0B", "#10B981", "#EF4444", "#8B5CF6"]
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
+def colour_map(keys: Iterable[object]) -> dict:
+    """One colour per key, in :data:`COLOURS`' order (cycling): the same key keeps its colour in every chart."""
+    return {key: COLOURS[position % len(COLOURS)] for position, key in enumerate(keys)}
+
+
 def plot_text(value: object) -> str:
     """``value`` as text Plotly shows literally (``<`` ``>`` ``&`` escaped as entities)."""
     return html.escape(str(value), quote=False)

@@ -81,7 +81,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
             keep_lowest_tied(block, k, part, part_scores)
         else:
             part = np.tile(np.arange(n_items), (len(block), 1))
-            part_scores = block.copy()
+            part_scores = block
         # Within the k, ties are ordered by item index.
         order = np.lexsort((part, -part_scores), axis=1)
         items[start:start + rows] = np.take_along_axis(part, order, axis=1)
@@ -89,31 +89,40 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     return items, values
 
 
+def straddling_ties(values: np.ndarray, part_values: np.ndarray, largest: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """After ``np.argpartition``: the rows where more items tie with the ``k``-th best than it kept.
+
+    ``part_values`` are the values of the ``k`` positions per row that the partial sort kept
+    (``largest=False`` when the best values are the smallest). Which tied items it keeps depends on
+    its algorithm, and NumPy picks a SIMD variant by processor (AVX-512, AVX2 or none), so in these
+    rows the same values could give different lists on two machines. Returns the rows, the ``k``-th
+    value per row (shape (n, 1)), and masks of the tied entries in ``values`` and in ``part_values``.
+    Rows without such a tie (almost all, with learnt scores) cost two passes: compare and count.
+    """
+    kth = part_values.min(axis=1, keepdims=True) if largest else part_values.max(axis=1, keepdims=True)
+    tied = values == kth
+    kept = part_values == kth
+    return np.flatnonzero(tied.sum(axis=1) > kept.sum(axis=1)), kth, tied, kept
+
+
 def keep_lowest_tied(values: np.ndarray, k: int, part: np.ndarray, part_values: np.ndarray,
                      largest: bool = True) -> None:
     """After ``np.argpartition``: where items tie with the ``k``-th best, keep those with the lowest indices.
 
     ``part`` (the ``k`` positions per row of ``values`` the partial sort kept, ``part_values`` their
-    values) is edited in place; the values do not change. ``largest=False`` when the best values
-    are the smallest. Which tied items
-    ``np.argpartition`` keeps depends on its algorithm, and NumPy picks a SIMD variant by processor
-    (AVX-512, AVX2 or none), so the same values could give different lists on two machines. Rows
-    without such a tie (almost all, with learnt scores) cost two passes: compare and count.
+    values) is edited in place; the values do not change. See :func:`straddling_ties` for why.
     """
-    kth = part_values.min(axis=1, keepdims=True) if largest else part_values.max(axis=1, keepdims=True)
-    tied = values == kth
-    kept = part_values == kth
-    n_kept = kept.sum(axis=1)
-    rows = np.flatnonzero(tied.sum(axis=1) > n_kept)
+    rows, _, tied, kept = straddling_ties(values, part_values, largest)
     if not len(rows):
         return
     # The partial sort kept every better item and n_kept of the tied ones: swap those for the
     # n_kept tied items with the lowest indices (np.nonzero lists each row's columns in order).
+    n_kept = kept[rows].sum(axis=1)
     row, column = np.nonzero(tied[rows])
     rank = np.arange(len(row)) - np.searchsorted(row, row)
-    lowest = column[rank < n_kept[rows][row]]
     subset = part[rows]
-    subset[kept[rows]] = lowest
+    subset[kept[rows]] = column[rank < n_kept[row]]
     part[rows] = subset
 
 

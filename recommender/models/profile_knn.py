@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dataset import Dataset
-from .base import Callback, Recommender, register
+from .base import Callback, Recommender, register, straddling_ties
 
 logger = logging.getLogger(__name__)
 
@@ -111,22 +111,17 @@ def _neighbour_weights(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.n
         return rows, np.tile(np.arange(n_pool), n_rows), similarity.ravel().astype(np.float64)
     neighbours = np.argpartition(similarity, n_pool - k, axis=1)[:, n_pool - k:]
     weights = np.take_along_axis(similarity, neighbours, axis=1).astype(np.float64)
-    kth = weights.min(axis=1, keepdims=True)
-    tied = similarity == kth
-    n_tied, n_places = tied.sum(axis=1), (weights == kth).sum(axis=1)
-    shared = n_tied > n_places
-    plain = np.flatnonzero(~shared)
-    rows = [np.repeat(plain, k)]
-    columns, values = [neighbours[plain].ravel()], [weights[plain].ravel()]
-    rows_shared = np.flatnonzero(shared)
-    if len(rows_shared):
-        better_row, better_column = np.nonzero(similarity[rows_shared] > kth[rows_shared])
-        tied_row, tied_column = np.nonzero(tied[rows_shared])
-        share = (n_places / np.maximum(n_tied, 1))[rows_shared]
-        rows += [rows_shared[better_row], rows_shared[tied_row]]
+    shared, kth, tied, kept = straddling_ties(similarity, weights)
+    plain = np.setdiff1d(np.arange(n_rows), shared, assume_unique=True)
+    rows, columns, values = [np.repeat(plain, k)], [neighbours[plain].ravel()], [weights[plain].ravel()]
+    if len(shared):
+        subset, kth = similarity[shared], kth[shared]
+        better_row, better_column = np.nonzero(subset > kth)
+        tied_row, tied_column = np.nonzero(tied[shared])
+        share = kept[shared].sum(axis=1) / tied[shared].sum(axis=1)          # places left / people tied
+        rows += [shared[better_row], shared[tied_row]]
         columns += [better_column, tied_column]
-        values += [similarity[rows_shared[better_row], better_column].astype(np.float64),
-                   kth[rows_shared[tied_row], 0] * share[tied_row]]
+        values += [subset[better_row, better_column].astype(np.float64), kth[tied_row, 0] * share[tied_row]]
     return np.concatenate(rows), np.concatenate(columns), np.concatenate(values)
 
 
